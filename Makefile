@@ -1,0 +1,36 @@
+# The two commands of the README's quick start: `make repro` and `make test`.
+# Both set up .venv first (once; again when pyproject.toml changes).
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+# Stage commands call `python` and `dvc`: the venv's, whoever runs make.
+export PATH := $(abspath $(BIN)):$(PATH)
+export HF_HUB_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := 1
+
+.PHONY: setup repro test bench clean-venv
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	# torch/torchvision are pinned in pyproject.toml; pip takes them from the local wheel store where one exists.
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+repro: setup
+	dvc repro
+	@echo
+	dvc metrics show
+	@echo
+	@echo "Metrics: metrics/*.json (dvc metrics show); plots: plots/ (dvc plots show)."
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/feature_cache.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,119 @@
+"""The generic dataset format: every benchmark becomes one :class:`LabelledImages`.
+
+On disk (tinyworld writes it; users write it for their own data):
+
+* a class list file, one class name per line, in label order;
+* a manifest, CSV with a header or JSONL, with the fields ``image`` (path relative to the manifest's
+  folder, or absolute), ``split`` (``trainval`` or ``test``) and ``labels``: the positive class names,
+  separated by ``;`` in CSV or a list in JSONL. A name prefixed with ``?`` is unknown (ignored by the
+  metrics, the partial-label setting); classes not named are negatives.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mlr_core.metrics import IGNORE
+
+SPLITS = ("trainval", "test")
+
+
+class DatasetError(ValueError):
+    """A dataset file is malformed; the message names the file, line and field."""
+
+
+@dataclass
+class LabelledImages:
+    """Images with multi-label targets (1 positive, 0 negative, IGNORE unknown), in manifest order."""
+
+    classes: list[str]
+    paths: list[Path]
+    image_ids: list[str]  # stable ids: the manifest's image field
+    splits: list[str]
+    targets: np.ndarray  # (N, C) int8
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def select(self, indices) -> "LabelledImages":
+        keep = list(indices)
+        return LabelledImages(self.classes, [self.paths[i] for i in keep], [self.image_ids[i] for i in keep],
+                              [self.splits[i] for i in keep], self.targets[keep])
+
+    def subset(self, split: str) -> "LabelledImages":
+        return self.select(i for i, s in enumerate(self.splits) if s == split)
+
+
+def read_classes(path: str | Path) -> list[str]:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: class list not found")
+    classes = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if not classes:
+        raise DatasetError(f"{path}: class list is empty")
+    dup = sorted({c for c in classes if classes.count(c) > 1})
+    if dup:
+        raise DatasetError(f"{path}: duplicate class names {dup}")
+    return classes
+
+
+def _rows(path: Path):
+    """(line number, image, split, [label names]) for CSV or JSONL manifests."""
+    if path.suffix == ".jsonl":
+        with open(path) as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DatasetError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+                labels = row.get("labels", [])
+                if not isinstance(labels, list):
+                    raise DatasetError(f"{path}:{n}: field 'labels' must be a list of class names")
+                yield n, row.get("image"), row.get("split"), labels
+    else:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = {"image", "split", "labels"} - set(reader.fieldnames or [])
+            if missing:
+                raise DatasetError(f"{path}: header must have fields image, split, labels; missing {sorted(missing)}")
+            for n, row in enumerate(reader, 2):
+                labels = [s.strip() for s in (row["labels"] or "").split(";") if s.strip()]
+                yield n, row["image"], row["split"], labels
+
+
+def read_manifest(manifest: str | Path, classes: str | Path, check_files: bool = True) -> LabelledImages:
+    """Read and validate a manifest; unknown classes, bad splits and missing images name the line."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DatasetError(f"{manifest}: manifest not found")
+    names = read_classes(classes)
+    index = {c: i for i, c in enumerate(names)}
+    paths, ids, splits, rows = [], [], [], []
+    for n, image, split, labels in _rows(manifest):
+        if not image:
+            raise DatasetError(f"{manifest}:{n}: field 'image' is empty")
+        if split not in SPLITS:
+            raise DatasetError(f"{manifest}:{n}: field 'split' is {split!r}, expected one of {list(SPLITS)}")
+        target = np.zeros(len(names), dtype=np.int8)
+        for label in labels:
+            unknown = label.startswith("?")
+            name = label[1:] if unknown else label
+            if name not in index:
+                raise DatasetError(f"{manifest}:{n}: unknown class {name!r} (not in {Path(classes).name})")
+            target[index[name]] = IGNORE if unknown else 1
+        path = Path(image) if Path(image).is_absolute() else manifest.parent / image
+        if check_files and not path.is_file():
+            raise DatasetError(f"{manifest}:{n}: image file not found: {path}")
+        paths.append(path)
+        ids.append(str(image))
+        splits.append(split)
+        rows.append(target)
+    if not rows:
+        raise DatasetError(f"{manifest}: no rows")
+    return LabelledImages(names, paths, ids, splits, np.stack(rows))

@@ -1,0 +1,1 @@
+"""One file per method. Each exposes a scorer over cached features; see mlr_core.evaluate for the loop."""

@@ -1,0 +1,41 @@
+"""Class scores from image (or text-as-image) features and class text features: the one home of the
+global / local (DPT) scoring every method shares.
+
+With unit-normalised features, ``cos`` is cosine similarity and
+
+* global logit:  s_g[i, c] = scale * cos(g_i, t_c)
+* local logit:   s_l[i, c] = sum_j softmax_j(T * cos(d_ij, t_c)) * scale * cos(d_ij, t_c)
+  (j over image regions or text tokens, padding masked; T = 40 on image regions, 50 on text tokens in the
+  TaI-DPT reference)
+* DPT score:     (1 - w) * s_g + w * s_l   (w = 0.5 in the reference)
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def global_logits(image_global: torch.Tensor, text: torch.Tensor, scale: float) -> torch.Tensor:
+    """(N, D), (C, D) -> (N, C)."""
+    return scale * F.normalize(image_global.float(), dim=-1) @ F.normalize(text.float(), dim=-1).T
+
+
+def local_logits(dense: torch.Tensor, text: torch.Tensor, scale: float, temperature: float,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, J, D) local features, (C, D) text, optional (N, J) bool mask of valid positions -> (N, C)."""
+    cos = torch.einsum("njd,cd->ncj", F.normalize(dense.float(), dim=-1), F.normalize(text.float(), dim=-1))
+    weights_in = temperature * cos
+    if mask is not None:
+        weights_in = weights_in.masked_fill(~mask[:, None, :], float("-inf"))
+    return (torch.softmax(weights_in, dim=-1) * scale * cos).sum(-1)
+
+
+def mix_global_local(global_: torch.Tensor, local: torch.Tensor, local_weight: float) -> torch.Tensor:
+    return (1 - local_weight) * global_ + local_weight * local
+
+
+def minmax_normalise(scores: np.ndarray) -> np.ndarray:
+    """Per class over images, to [0, 1]: how the papers put two methods' scores on one scale before mixing."""
+    lo, hi = scores.min(axis=0, keepdims=True), scores.max(axis=0, keepdims=True)
+    return (scores - lo) / np.maximum(hi - lo, 1e-12)

@@ -1,0 +1,32 @@
+"""Stage evaluate: score the cached test split with one method and write its metrics and plots
+(params: model, evaluate)."""
+import sys
+
+from _common import stage_args
+
+from mlr_core.cache import CacheMismatchError, FeatureCache
+from mlr_core.evaluate import evaluate_scores, score_cache, write_scores
+from mlr_core.methods.zsclip import ZeroShotScorer
+from mlr_core.models.clip import load_clip
+
+args, params = stage_args(__doc__, lambda p: (
+    p.add_argument("--method", required=True, choices=["zsclip", "zsclip_dpt"]),
+    p.add_argument("--features", default="data/features/test.parquet")))
+ev, mp = params.evaluate, params.model
+try:
+    cache = FeatureCache(args.features)
+    # The resolution is the features stage's choice; the weights and preprocessing must match the cache.
+    clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision, cache.meta["image_size"])
+    cache.require_fingerprint(clip.fingerprint)
+except (CacheMismatchError, FileNotFoundError, ValueError) as e:
+    sys.exit(f"error: {e}")
+zs = ev.zeroshot
+scorer = ZeroShotScorer.from_clip(clip, cache.classes, zs.template, zs.scale, zs.local_temperature,
+                                  zs.local_weight, use_local=args.method == "zsclip_dpt")
+ids, scores, probs, targets = score_cache(cache, scorer)
+write_scores(f"data/scores/{args.method}.parquet", ids, cache.classes, scores)
+summary = evaluate_scores(scores, probs, targets, cache.classes, threshold=ev.threshold, top_k=ev.top_k,
+                          metrics_path=f"metrics/{args.method}.json", plots_dir=f"plots/{args.method}",
+                          info={"method": args.method, "dataset": cache.meta.get("dataset"),
+                                "arch": mp.arch, "image_size": cache.meta["image_size"]})
+print(f"{args.method}: mAP {summary['mAP']:.2f}  (metrics/{args.method}.json)")
