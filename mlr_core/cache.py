@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -32,7 +33,7 @@ from tqdm import tqdm
 
 from mlr_core.data.manifest import LabelledImages
 from mlr_core.io import atomic_path, atomic_write_json
-from mlr_core.models.features import encode_image_features
+from mlr_core.models.features import encode_image_features, encode_text_features
 
 META_KEY = b"mlr_core"
 ROW_GROUP_ROWS = 64  # small row groups bound the reader's memory even for 14x14x1024 dense maps
@@ -47,6 +48,8 @@ class ImageReadError(RuntimeError):
 
 
 class _ImageFiles(torch.utils.data.Dataset):
+    """Decodes and preprocesses images; an unreadable one yields its error instead of a tensor."""
+
     def __init__(self, paths: Sequence[Path], transform):
         self.paths, self.transform = list(paths), transform
 
@@ -56,9 +59,16 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, i):
         try:
             with Image.open(self.paths[i]) as im:
-                return self.transform(im.convert("RGB"))
+                return i, self.transform(im.convert("RGB")), None
         except Exception as e:  # noqa: BLE001 - any decoder error becomes one clear message naming the file
-            raise ImageReadError(f"cannot read image {self.paths[i]}: {type(e).__name__}: {e}") from None
+            return i, None, f"cannot read image {self.paths[i]}: {type(e).__name__}: {e}"
+
+
+def _collate(items):
+    ok = [(i, x) for i, x, err in items if err is None]
+    errors = [(i, err) for i, x, err in items if err is not None]
+    images = torch.stack([x for _, x in ok]) if ok else None
+    return [i for i, _ in ok], images, errors
 
 
 def _fixed_list(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
@@ -69,56 +79,135 @@ def _image_list_hash(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, batch_size: int, shard_size: int,
-                        num_workers: int = 0, rank: int = 0, world_size: int = 1, extra_meta: dict | None = None,
-                        merge: bool = True) -> Path:
-    """Encode ``data`` with ``clip`` (a :class:`mlr_core.models.clip.LoadedClip`) into ``out_path``."""
-    out_path = Path(out_path)
-    work = out_path.with_name(out_path.name + ".partial")
-    state = {"fingerprint": clip.fingerprint, "images": _image_list_hash(data.image_ids), "n": len(data),
-             "shard_size": shard_size, "classes": data.classes}
-    state_file = work / "state.json"
-    if work.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
-        shutil.rmtree(work)  # stale shards from another model or image list must never be mixed in
-    work.mkdir(parents=True, exist_ok=True)
-    if not state_file.exists():
-        atomic_write_json(state_file, state)
+def _write_sharded(out_path: Path, ids: Sequence[str], state: dict, shard_size: int, encode_shard, meta: dict,
+                   processes, unit: str) -> Path:
+    """The resumable, data-parallel, atomic shard machinery shared by the image and text caches.
 
-    n_shards = math.ceil(len(data) / shard_size)
-    mine = [k for k in range(n_shards) if k % world_size == rank]
+    ``encode_shard(lo, hi, bar)`` returns the Parquet table of items ``lo:hi``; ``state`` identifies the
+    inputs (model fingerprint, item list, ...): shards left by a run with another state are discarded.
+    """
+    processes = processes or _SingleProcess()
+    work = out_path.with_name(out_path.name + ".partial")
+    state = {**state, "items": _image_list_hash(ids), "n": len(ids), "shard_size": shard_size}
+    state_file = work / "state.json"
+    if processes.is_main_process:
+        if work.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
+            shutil.rmtree(work)  # stale shards from another model or item list must never be mixed in
+        work.mkdir(parents=True, exist_ok=True)
+        if not state_file.exists():
+            atomic_write_json(state_file, state)
+    processes.wait_for_everyone()
+
+    n_shards = math.ceil(len(ids) / shard_size)
+    mine = [k for k in range(n_shards) if k % processes.num_processes == processes.process_index]
     todo = [k for k in mine if not (work / f"shard-{k:05d}.parquet").exists()]
     if len(todo) < len(mine):
         print(f"feature cache: resuming, {len(mine) - len(todo)} of {len(mine)} shards already done")
-    grid = dim = None
-    bar = tqdm(total=sum(min(shard_size, len(data) - k * shard_size) for k in todo), desc=f"encode {out_path.name}",
-               unit="img")
+    bar = tqdm(total=sum(min(shard_size, len(ids) - k * shard_size) for k in todo), desc=f"encode {out_path.name}",
+               unit=unit)
     for k in todo:
-        lo, hi = k * shard_size, min(len(data), (k + 1) * shard_size)
-        loader = torch.utils.data.DataLoader(_ImageFiles(data.paths[lo:hi], clip.preprocess), batch_size=batch_size,
-                                             num_workers=num_workers, shuffle=False)
-        globals_, denses = [], []
-        with torch.no_grad():
-            for images in loader:
-                feats = encode_image_features(clip.model, images.to(clip.device, next(clip.model.parameters()).dtype))
-                globals_.append(feats.global_.to(torch.float16).cpu().numpy())
-                denses.append(feats.dense.to(torch.float16).cpu().numpy())
-                grid, dim = feats.grid, feats.global_.shape[1]
-                bar.update(len(images))
-        g, d = np.concatenate(globals_), np.concatenate(denses)
-        table = pa.table({
-            "image_id": pa.array(data.image_ids[lo:hi], pa.string()),
-            "labels": _fixed_list(data.targets[lo:hi].astype(np.int8), len(data.classes)),
-            "global": _fixed_list(g, dim),
-            "dense": _fixed_list(d, d.shape[1] * dim),
-        }).replace_schema_metadata({b"grid": json.dumps(list(grid)).encode()})
+        table = encode_shard(k * shard_size, min(len(ids), (k + 1) * shard_size), bar)
         with atomic_path(work / f"shard-{k:05d}.parquet") as tmp:
             pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
     bar.close()
-    if merge:
-        merge_shards(work, out_path, n_shards, {**(extra_meta or {}), "fingerprint": clip.fingerprint,
-                                                "arch": clip.arch, "pretrained": clip.pretrained,
-                                                "image_size": clip.image_size, "classes": data.classes})
+    processes.wait_for_everyone()
+    if processes.is_main_process:
+        merge_shards(work, out_path, n_shards, meta)
+    processes.wait_for_everyone()
     return out_path
+
+
+def _model_meta(clip) -> dict:
+    return {"fingerprint": clip.fingerprint, "arch": clip.arch, "pretrained": clip.pretrained,
+            "image_size": clip.image_size}
+
+
+def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, batch_size: int, shard_size: int,
+                        num_workers: int = 0, on_unreadable: str = "skip", processes=None,
+                        extra_meta: dict | None = None) -> Path:
+    """Encode ``data`` with ``clip`` (a :class:`mlr_core.models.clip.LoadedClip`) into ``out_path``.
+
+    ``on_unreadable="skip"`` reports every image that cannot be decoded by name and leaves it out (the
+    list is kept in the cache metadata under ``skipped``); ``"error"`` raises :class:`ImageReadError`.
+    ``processes`` is an ``accelerate.PartialState`` when launched with ``accelerate launch``: process
+    ``r`` of ``n`` encodes shards ``r, r + n, ...``, and the main process merges them once all are done.
+    """
+    if on_unreadable not in ("skip", "error"):
+        raise ValueError(f"features.on_unreadable must be 'skip' or 'error', got {on_unreadable!r}")
+
+    def encode_shard(lo, hi, bar):
+        loader = torch.utils.data.DataLoader(_ImageFiles(data.paths[lo:hi], clip.preprocess), batch_size=batch_size,
+                                             num_workers=num_workers, shuffle=False, collate_fn=_collate)
+        rows, globals_, denses, skipped = [], [], [], []
+        grid = dim = None
+        with torch.no_grad():
+            for idx, images, errors in loader:
+                for i, err in errors:
+                    if on_unreadable == "error":
+                        raise ImageReadError(err)
+                    tqdm.write(f"skipped: {err}", file=sys.stderr)
+                    skipped.append([data.image_ids[lo + i], err])
+                bar.update(len(idx) + len(errors))
+                if images is None:
+                    continue
+                feats = encode_image_features(clip.model, images.to(clip.device, next(clip.model.parameters()).dtype))
+                rows += [lo + i for i in idx]
+                globals_.append(feats.global_.to(torch.float16).cpu().numpy())
+                denses.append(feats.dense.to(torch.float16).cpu().numpy())
+                grid, dim = feats.grid, feats.global_.shape[1]
+        if not rows:
+            raise ImageReadError(f"no readable image in {data.paths[lo]} .. {data.paths[hi - 1]}")
+        g, d = np.concatenate(globals_), np.concatenate(denses)
+        return pa.table({
+            "image_id": pa.array([data.image_ids[r] for r in rows], pa.string()),
+            "labels": _fixed_list(data.targets[rows].astype(np.int8), len(data.classes)),
+            "global": _fixed_list(g, dim),
+            "dense": _fixed_list(d, d.shape[1] * dim),
+        }).replace_schema_metadata({b"grid": json.dumps(list(grid)).encode(), b"skipped": json.dumps(skipped).encode()})
+
+    state = {"fingerprint": clip.fingerprint, "classes": data.classes}
+    meta = {**(extra_meta or {}), **_model_meta(clip), "classes": data.classes}
+    return _write_sharded(Path(out_path), data.image_ids, state, shard_size, encode_shard, meta, processes, "img")
+
+
+def write_text_feature_cache(texts: Sequence[str], ids: Sequence[str], labels: np.ndarray, classes: list[str], clip,
+                             out_path: str | Path, *, batch_size: int, shard_size: int, processes=None,
+                             extra_meta: dict | None = None) -> Path:
+    """Encode sentences with the frozen text tower: ``global`` = the EOT feature, ``dense`` = every valid
+    token's projected feature (SOT..EOT, padding dropped; ``length`` tokens a row). Text stands in for
+    images in text-only training (TaI-DPT), so the layout matches the image cache."""
+    texts, ids = list(texts), list(ids)
+
+    def encode_shard(lo, hi, bar):
+        globals_, tokens, lengths = [], [], []
+        with torch.no_grad():
+            for i in range(lo, hi, batch_size):
+                chunk = texts[i:min(hi, i + batch_size)]
+                feats = encode_text_features(clip.model, clip.tokenizer(chunk).to(clip.device))
+                globals_.append(feats.global_.to(torch.float16).cpu().numpy())
+                for row, n in zip(feats.tokens.to(torch.float16).cpu().numpy(), feats.lengths.tolist()):
+                    tokens.append(row[:n].reshape(-1))
+                    lengths.append(n)
+                bar.update(len(chunk))
+        g = np.concatenate(globals_)
+        return pa.table({
+            "image_id": pa.array(ids[lo:hi], pa.string()),
+            "labels": _fixed_list(labels[lo:hi].astype(np.int8), len(classes)),
+            "global": _fixed_list(g, g.shape[1]),
+            "dense": pa.array(tokens, pa.list_(pa.float16())),
+            "length": pa.array(lengths, pa.int16()),
+        }).replace_schema_metadata({b"grid": b"null", b"skipped": b"[]"})
+
+    state = {"fingerprint": clip.fingerprint, "classes": classes, "texts": _image_list_hash(texts)}
+    meta = {**(extra_meta or {}), **_model_meta(clip), "classes": classes, "kind": "text"}
+    return _write_sharded(Path(out_path), ids, state, shard_size, encode_shard, meta, processes, "text")
+
+
+class _SingleProcess:
+    process_index, num_processes, is_main_process = 0, 1, True
+
+    def wait_for_everyone(self) -> None:
+        pass
 
 
 def merge_shards(work: Path, out_path: Path, n_shards: int, meta: dict) -> None:
@@ -129,8 +218,9 @@ def merge_shards(work: Path, out_path: Path, n_shards: int, meta: dict) -> None:
         raise RuntimeError(f"{work}: cannot merge, shards missing: {missing[:5]}")
     first = pq.ParquetFile(shards[0])
     grid = json.loads(first.schema_arrow.metadata[b"grid"])
+    skipped = [item for s in shards for item in json.loads(pq.ParquetFile(s).schema_arrow.metadata[b"skipped"])]
     meta = {**meta, "grid": grid, "dim": first.schema_arrow.field("global").type.list_size,
-            "n": sum(pq.ParquetFile(s).metadata.num_rows for s in shards)}
+            "n": sum(pq.ParquetFile(s).metadata.num_rows for s in shards), "skipped": skipped}
     schema = first.schema_arrow.with_metadata({META_KEY: json.dumps(meta).encode()})
     with atomic_path(out_path) as tmp:
         with pq.ParquetWriter(tmp, schema) as writer:
@@ -146,7 +236,8 @@ class FeatureBatch:
     image_ids: list[str]
     labels: np.ndarray  # (b, C) int8
     global_: np.ndarray | None  # (b, D) float16
-    dense: np.ndarray | None  # (b, H*W, D) float16
+    dense: np.ndarray | None  # (b, H*W, D) float16; text caches: (b, L, D) zero-padded tokens
+    mask: np.ndarray | None = None  # text caches: (b, L) bool, True at valid tokens
 
 
 class FeatureCache:
@@ -164,8 +255,12 @@ class FeatureCache:
         if expect_fingerprint is not None:
             self.require_fingerprint(expect_fingerprint)
         self.classes: list[str] = self.meta["classes"]
-        self.grid: tuple[int, int] = tuple(self.meta["grid"])
+        self.is_text = self.meta.get("kind") == "text"
+        self.grid: tuple[int, int] | None = None if self.is_text else tuple(self.meta["grid"])
         self.dim: int = self.meta["dim"]
+        # text rows have variable length: pad every batch to the longest row of the whole cache
+        self.max_length = (int(pq.read_table(self.path, columns=["length"])["length"].to_numpy().max())
+                           if self.is_text and len(self) else None)
 
     def __len__(self) -> int:
         return self.meta["n"]
@@ -179,20 +274,31 @@ class FeatureCache:
 
     def iter_batches(self, columns: Sequence[str] = ("global",), batch_rows: int = 1024) -> Iterator[FeatureBatch]:
         """Stream the cache; ``columns`` chooses among ``global`` and ``dense`` (ids and labels always come)."""
-        cols = ["image_id", "labels", *columns]
+        cols = ["image_id", "labels", *columns, *(["length"] if self.is_text and "dense" in columns else [])]
         for rb in self._file.iter_batches(batch_size=batch_rows, columns=cols):
             n = rb.num_rows
+
             def flat(name):
                 return rb.column(name).values.to_numpy(zero_copy_only=False)
+
+            dense = mask = None
+            if "dense" in columns and self.is_text:
+                lengths = rb.column("length").to_numpy()
+                mask = np.arange(self.max_length)[None, :] < lengths[:, None]
+                dense = np.zeros((n, self.max_length, self.dim), np.float16)
+                dense[mask] = flat("dense").reshape(-1, self.dim)
+            elif "dense" in columns:
+                dense = flat("dense").reshape(n, -1, self.dim)
             yield FeatureBatch(
                 image_ids=rb.column("image_id").to_pylist(),
                 labels=flat("labels").reshape(n, -1),
                 global_=flat("global").reshape(n, self.dim) if "global" in columns else None,
-                dense=flat("dense").reshape(n, -1, self.dim) if "dense" in columns else None,
+                dense=dense, mask=mask,
             )
 
     def read(self, columns: Sequence[str] = ("global",)) -> FeatureBatch:
         """The whole cache in memory (for the small global features; stream dense ones)."""
         parts = list(self.iter_batches(columns))
         cat = lambda name: np.concatenate([getattr(p, name) for p in parts]) if getattr(parts[0], name) is not None else None  # noqa: E731
-        return FeatureBatch(sum((p.image_ids for p in parts), []), cat("labels"), cat("global_"), cat("dense"))
+        return FeatureBatch(sum((p.image_ids for p in parts), []), cat("labels"), cat("global_"), cat("dense"),
+                            cat("mask"))

@@ -72,12 +72,20 @@ class ModelParams(_Section):
 
 
 class DatasetParams(_Section):
-    """Which labelled benchmark is evaluated. ``root`` holds the generic manifest and the class list."""
+    """Which labelled benchmark is used, read as the official release lays it out (mlr_core.data.datasets).
 
-    name: str = "tinyworld"
+    ``tinyworld`` / ``manifest``: the generic format (``root`` holds ``manifest`` and ``classes``);
+    ``voc2007``, ``coco2014``, ``nuswide``: the official folders under ``root``.
+    """
+
+    name: Literal["tinyworld", "manifest", "voc2007", "coco2014", "nuswide"] = "tinyworld"
     root: str = "data/tinyworld/benchmark"
     manifest: str = "manifest.csv"
     classes: str = "classes.txt"
+    voc_difficult: Literal["ignore", "negative"] = Field(
+        "ignore", description="VOC objects marked difficult: ignored in the metric (official) or negatives (papers' code)")
+    coco_unannotated: Literal["drop", "negative"] = Field(
+        "drop", description="COCO images without annotations: dropped (DualCoOp code) or kept as all-negative")
 
 
 class FeaturesParams(_Section):
@@ -88,6 +96,8 @@ class FeaturesParams(_Section):
     batch_size: int = Field(64, ge=1)
     shard_size: int = Field(512, ge=1, description="images per resumable shard / Parquet row group")
     num_workers: int = Field(1, ge=0)
+    on_unreadable: Literal["skip", "error"] = Field(
+        "skip", description="an image that cannot be decoded: reported by name and skipped, or stop the stage")
 
 
 class ZeroShotParams(_Section):

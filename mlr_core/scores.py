@@ -39,3 +39,32 @@ def minmax_normalise(scores: np.ndarray) -> np.ndarray:
     """Per class over images, to [0, 1]: how the papers put two methods' scores on one scale before mixing."""
     lo, hi = scores.min(axis=0, keepdims=True), scores.max(axis=0, keepdims=True)
     return (scores - lo) / np.maximum(hi - lo, 1e-12)
+
+
+class ClassScorer:
+    """Scores images (or text-as-image features) against class text features, global and optionally local.
+
+    ``text_global`` scores global features; ``text_local`` (DPT: a second, separately learned set of class
+    features, or the same one for hand-crafted prompts) scores the local ones. ``__call__`` returns
+    ``(scores, probabilities)``; the probability is a softmax over classes at the CLIP model's logit scale
+    (``probability_scale``), the zero-shot convention, unless ``sigmoid=True``.
+    """
+
+    def __init__(self, text_global: torch.Tensor, text_local: torch.Tensor | None, *, scale: float,
+                 local_temperature: float, local_weight: float, probability_scale: float, sigmoid: bool = False):
+        self.text_global, self.text_local = text_global.float(), None if text_local is None else text_local.float()
+        self.scale, self.local_temperature, self.local_weight = scale, local_temperature, local_weight
+        self.probability_scale, self.sigmoid = probability_scale, sigmoid
+
+    @property
+    def needs_dense(self) -> bool:
+        return self.text_local is not None
+
+    def __call__(self, image_global: torch.Tensor, dense: torch.Tensor | None,
+                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = global_logits(image_global, self.text_global, self.scale)
+        if self.text_local is not None:
+            local = local_logits(dense, self.text_local, self.scale, self.local_temperature, mask)
+            scores = mix_global_local(scores, local, self.local_weight)
+        probs = torch.sigmoid(scores) if self.sigmoid else torch.softmax(scores / self.scale * self.probability_scale, -1)
+        return scores, probs

@@ -6,7 +6,7 @@ from _common import stage_args
 
 from mlr_core.cache import CacheMismatchError, FeatureCache
 from mlr_core.evaluate import evaluate_scores, score_cache, write_scores
-from mlr_core.methods.zsclip import ZeroShotScorer
+from mlr_core.methods.zsclip import zero_shot_scorer
 from mlr_core.models.clip import load_clip
 
 args, params = stage_args(__doc__, lambda p: (
@@ -21,12 +21,14 @@ try:
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
 zs = ev.zeroshot
-scorer = ZeroShotScorer.from_clip(clip, cache.classes, zs.template, zs.scale, zs.local_temperature,
-                                  zs.local_weight, use_local=args.method == "zsclip_dpt")
+scorer = zero_shot_scorer(clip, cache.classes, template=zs.template, scale=zs.scale,
+                          local_temperature=zs.local_temperature, local_weight=zs.local_weight,
+                          use_local=args.method == "zsclip_dpt")
 ids, scores, probs, targets = score_cache(cache, scorer)
 write_scores(f"data/scores/{args.method}.parquet", ids, cache.classes, scores)
 summary = evaluate_scores(scores, probs, targets, cache.classes, threshold=ev.threshold, top_k=ev.top_k,
                           metrics_path=f"metrics/{args.method}.json", plots_dir=f"plots/{args.method}",
                           info={"method": args.method, "dataset": cache.meta.get("dataset"),
+                                **{k: cache.meta[k] for k in ("voc_difficult", "coco_unannotated") if k in cache.meta},
                                 "arch": mp.arch, "image_size": cache.meta["image_size"]})
 print(f"{args.method}: mAP {summary['mAP']:.2f}  (metrics/{args.method}.json)")

@@ -81,13 +81,40 @@ def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, mo
     assert a.image_ids == b.image_ids and np.array_equal(a.global_, b.global_) and np.array_equal(a.dense, b.dense)
 
 
-def test_unreadable_image_names_the_file_and_leaves_no_output(world, clip, tmp_path):
-    bad = tmp_path / "corrupt.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+def test_unreadable_image_is_reported_and_skipped_or_stops_the_stage(world, clip, tmp_path, capsys):
+    bad = tmp_path / "corrupt.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
     world.paths[3], saved = bad, world.paths[3]
     try:
-        with pytest.raises(ImageReadError, match="corrupt.png"):
-            write_feature_cache(world, clip, tmp_path / "test.parquet", batch_size=4, shard_size=4)
+        with pytest.raises(ImageReadError, match="corrupt.jpg"):
+            write_feature_cache(world, clip, tmp_path / "strict.parquet", batch_size=4, shard_size=4,
+                                on_unreadable="error")
+        assert not (tmp_path / "strict.parquet").exists()
+        out = write_feature_cache(world, clip, tmp_path / "test.parquet", batch_size=4, shard_size=4)
     finally:
         world.paths[3] = saved
-    assert not (tmp_path / "test.parquet").exists()
+    cache = FeatureCache(out)
+    assert len(cache) == 9 and world.image_ids[3] not in cache.read().image_ids
+    assert len(cache.meta["skipped"]) == 1 and "corrupt.jpg" in cache.meta["skipped"][0][1]
+    assert "skipped: cannot read image" in capsys.readouterr().err
+
+
+def test_text_cache_holds_eot_and_valid_tokens(clip, tmp_path):
+    from mlr_core.cache import write_text_feature_cache
+    from mlr_core.models.features import encode_text_features
+
+    texts = ["a red star.", "two circles and a heart on a plain background.", "a drop.", "a tree"]
+    labels = np.eye(4, 20, dtype=np.int8)
+    out = write_text_feature_cache(texts, [f"c{i}" for i in range(4)], labels, [f"k{i}" for i in range(20)], clip,
+                                   tmp_path / "text.parquet", batch_size=3, shard_size=2)
+    cache = FeatureCache(out, expect_fingerprint=clip.fingerprint)
+    assert cache.is_text and cache.grid is None and len(cache) == 4
+    full = cache.read(("global", "dense"))
+    with torch.no_grad():
+        ref = encode_text_features(clip.model, clip.tokenizer(texts))
+    np.testing.assert_allclose(full.global_.astype(np.float32), ref.global_.numpy(), atol=3e-3)
+    assert full.mask.sum(1).tolist() == ref.lengths.tolist()
+    n = int(ref.lengths[1])
+    np.testing.assert_allclose(full.dense[1, :n].astype(np.float32), ref.tokens[1, :n].numpy(), atol=3e-3)
+    assert not full.dense[2, int(ref.lengths[2]):].any()
+    assert np.array_equal(full.labels, labels)

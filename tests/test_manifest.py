@@ -22,6 +22,11 @@ def test_csv_and_jsonl(tmp_path):
     assert read_manifest(m, c).targets.tolist() == [[0, 1, 0]]
 
 
+def test_partial_labels(tmp_path):
+    m, c = make(tmp_path, ["a.png,trainval,cat;-dog;?*", "b.png,trainval,?cat;-hot dog"])
+    assert read_manifest(m, c).targets.tolist() == [[1, 0, IGNORE], [IGNORE, 0, 0]]
+
+
 @pytest.mark.parametrize("row, needle", [
     ("a.png,test,cat;unicorn", "manifest.csv:2: unknown class 'unicorn'"),
     ("a.png,val,cat", "manifest.csv:2: field 'split' is 'val'"),

@@ -28,21 +28,27 @@ def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    d = tmp_path_factory.mktemp("project")
+def make_project(d: Path, overrides: dict) -> Path:
+    """A scratch copy of the project (code, pipeline, shipped checkpoint) with params overridden."""
     for name in ("dvc.yaml", "pipeline", "mlr_core", "models"):
         src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, d / name,
-                                                            **({"ignore": shutil.ignore_patterns("__pycache__")} if src.is_dir() else {}))
+        if src.is_dir():
+            shutil.copytree(src, d / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, d / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY.items():
+    for section, values in overrides.items():
         params[section].update(values)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], d)
     run(["dvc", "init", "-q"], d)
     run(["dvc", "config", "core.analytics", "false"], d)
     return d
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    return make_project(tmp_path_factory.mktemp("project"), TINY)
 
 
 @pytest.mark.slow
@@ -77,3 +83,27 @@ def test_params_typo_stops_before_any_work(project):
                         "--out", "data/features/x.parquet"], cwd=project, env=env, capture_output=True, text=True)
     assert p.returncode != 0 and "features.batch_sze: unknown key" in p.stderr
     assert not (project / "data" / "features" / "x.parquet").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["voc2007", "coco2014", "nuswide"])
+def test_feature_stage_reads_each_real_format_with_only_params_changed(tmp_path, name):
+    import fixtures_real
+
+    root = getattr(fixtures_real, f"make_{name}")(tmp_path / "raw", missing=True, corrupt=True)
+    (tmp_path / "p").mkdir()
+    d = make_project(tmp_path / "p", {
+        "dataset": {"name": name, "root": str(root)},
+        "model": {"pretrained": None},
+        "features": {"splits": ["trainval", "test"], "image_size": 64, "batch_size": 4, "num_workers": 0},
+    })
+    out = run(["dvc", "repro", "features"], d)
+    assert "listed images are missing" in out and "skipped: cannot read image" in out
+    from mlr_core.cache import FeatureCache
+
+    for split in ("trainval", "test"):
+        cache = FeatureCache(d / "data" / "features" / f"{split}.parquet")
+        assert cache.meta["dataset"] == name and cache.meta["split"] == split
+        assert len(cache) >= 1 and cache.read().labels.shape[1] == len(cache.classes)
+    skipped = FeatureCache(d / "data" / "features" / "trainval.parquet").meta["skipped"]
+    assert len(skipped) == 1 and "cannot read image" in skipped[0][1]

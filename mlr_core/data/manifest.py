@@ -5,8 +5,10 @@ On disk (tinyworld writes it; users write it for their own data):
 * a class list file, one class name per line, in label order;
 * a manifest, CSV with a header or JSONL, with the fields ``image`` (path relative to the manifest's
   folder, or absolute), ``split`` (``trainval`` or ``test``) and ``labels``: the positive class names,
-  separated by ``;`` in CSV or a list in JSONL. A name prefixed with ``?`` is unknown (ignored by the
-  metrics, the partial-label setting); classes not named are negatives.
+  separated by ``;`` in CSV or a list in JSONL. Partial labels: a name prefixed with ``?`` is unknown
+  (ignored by the metrics and losses), one prefixed with ``-`` is an explicit negative, and the entry
+  ``?*`` makes every class the row does not name unknown instead of negative. Without ``?*``, classes
+  not named are negatives.
 """
 from __future__ import annotations
 
@@ -100,13 +102,15 @@ def read_manifest(manifest: str | Path, classes: str | Path, check_files: bool =
             raise DatasetError(f"{manifest}:{n}: field 'image' is empty")
         if split not in SPLITS:
             raise DatasetError(f"{manifest}:{n}: field 'split' is {split!r}, expected one of {list(SPLITS)}")
-        target = np.zeros(len(names), dtype=np.int8)
+        target = np.full(len(names), IGNORE if "?*" in labels else 0, dtype=np.int8)
         for label in labels:
-            unknown = label.startswith("?")
-            name = label[1:] if unknown else label
+            if label == "?*":
+                continue
+            value = {"?": IGNORE, "-": 0}.get(label[0], 1)
+            name = label[1:] if value != 1 else label
             if name not in index:
                 raise DatasetError(f"{manifest}:{n}: unknown class {name!r} (not in {Path(classes).name})")
-            target[index[name]] = IGNORE if unknown else 1
+            target[index[name]] = value
         path = Path(image) if Path(image).is_absolute() else manifest.parent / image
         if check_files and not path.is_file():
             raise DatasetError(f"{manifest}:{n}: image file not found: {path}")

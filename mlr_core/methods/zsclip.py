@@ -10,39 +10,21 @@ methods by mAP and top-k, which need no threshold.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from mlr_core.models.features import encode_text_features
-from mlr_core.scores import global_logits, local_logits, mix_global_local
+from mlr_core.scores import ClassScorer
 
 
-@dataclass
-class ZeroShotScorer:
-    text: torch.Tensor  # (C, D) class prompt features
-    scale: float
-    local_temperature: float
-    local_weight: float
-    use_local: bool
-    probability_scale: float  # the model's logit scale (CLIP's softmax temperature)
+def hand_crafted_text(clip, classnames: list[str], template: str) -> torch.Tensor:
+    """(C, D) text features of ``template.format(class)``."""
+    with torch.no_grad():
+        tokens = clip.tokenizer([template.format(c) for c in classnames]).to(clip.device)
+        return encode_text_features(clip.model, tokens).global_.float().cpu()
 
-    needs_dense = property(lambda self: self.use_local)
 
-    @classmethod
-    def from_clip(cls, clip, classnames: list[str], template: str, scale: float, local_temperature: float,
-                  local_weight: float, use_local: bool) -> "ZeroShotScorer":
-        with torch.no_grad():
-            tokens = clip.tokenizer([template.format(c) for c in classnames]).to(clip.device)
-            text = encode_text_features(clip.model, tokens).global_.float().cpu()
-        return cls(text, scale, local_temperature, local_weight, use_local,
-                   float(clip.model.logit_scale.exp().item()))
-
-    def __call__(self, image_global: torch.Tensor, dense: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (scores (N, C), probabilities (N, C))."""
-        scores = global_logits(image_global, self.text, self.scale)
-        if self.use_local:
-            local = local_logits(dense, self.text, self.scale, self.local_temperature)
-            scores = mix_global_local(scores, local, self.local_weight)
-        probs = torch.softmax(scores / self.scale * self.probability_scale, dim=-1)
-        return scores, probs
+def zero_shot_scorer(clip, classnames: list[str], *, template: str, scale: float, local_temperature: float,
+                     local_weight: float, use_local: bool) -> ClassScorer:
+    text = hand_crafted_text(clip, classnames, template)
+    return ClassScorer(text, text if use_local else None, scale=scale, local_temperature=local_temperature,
+                       local_weight=local_weight, probability_scale=float(clip.model.logit_scale.exp().item()))

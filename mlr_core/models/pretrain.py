@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -28,11 +30,18 @@ from mlr_core.metrics import multilabel_metrics
 _EVAL_STREAM = 5  # a seed stream no tinyworld part uses
 
 
+def _render_chw(args) -> np.ndarray:
+    scene, image_size = args
+    return np.asarray(render_scene(scene, image_size)).transpose(2, 0, 1)
+
+
 def render_batch(scenes: list[Scene], image_size: int, desc: str) -> torch.Tensor:
-    """uint8 (N, 3, S, S) tensor of rendered scenes."""
+    """uint8 (N, 3, S, S) tensor of rendered scenes (rendering is deterministic, so any process count)."""
     out = torch.empty((len(scenes), 3, image_size, image_size), dtype=torch.uint8)
-    for i, s in enumerate(tqdm(scenes, desc=desc, unit="img", mininterval=5)):
-        out[i] = torch.from_numpy(np.asarray(render_scene(s, image_size))).permute(2, 0, 1)
+    with multiprocessing.get_context("fork").Pool(os.cpu_count()) as pool:
+        jobs = pool.imap(_render_chw, ((s, image_size) for s in scenes), chunksize=64)
+        for i, arr in enumerate(tqdm(jobs, total=len(scenes), desc=desc, unit="img", mininterval=5)):
+            out[i] = torch.from_numpy(arr)
     return out
 
 

@@ -1,0 +1,110 @@
+"""TaI / TaI-DPT (Guo et al., CVPR 2023): prompts for a multi-label image classifier learned from text alone.
+
+Captions stand in for images: a caption's EOT feature plays the image's global feature and its token
+features play the image regions (both from the frozen text tower, cached). Learnable contexts
+("X X ... X {class}.", ``n_ctx`` tokens, shared or class-specific) go through the frozen text tower to
+class features; TaI learns one global context, TaI-DPT a global and a local one (double-grained
+prompts). Training minimises the ranking loss on the global scores (+ the local ones for DPT):
+
+    s_g[i, c] = scale * cos(g_i, t^g_c)
+    s_l[i, c] = sum_j softmax_j(T_text * cos(x_ij, t^l_c)) * scale * cos(x_ij, t^l_c)   (valid tokens j)
+    L = ranking(s_g, y) + ranking(s_l, y)
+
+At test time the same class features score image features: global from the attention pool, local over the
+image regions with ``T_image``, final = (1 - w) * s_g + w * s_l (w = 0.5). The trained contexts are saved
+with the class names (safetensors), so evaluation, ensembles and users' scripts can load them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from mlr_core.io import atomic_path
+from mlr_core.losses import ranking_loss
+from mlr_core.models.features import PromptTextEncoder
+from mlr_core.scores import ClassScorer, global_logits, local_logits
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    n_ctx: int = 16
+    class_specific: bool = False
+    init: str | None = None  # e.g. "a photo of a" (then n_ctx must equal its token count); None = N(0, 0.02)
+    use_local: bool = True  # False = TaI (global prompt only)
+
+
+class DoubleGrainedPrompts(torch.nn.Module):
+    """The learnable global (and local) contexts and the frozen text tower that turns them into class features."""
+
+    def __init__(self, clip, classnames: list[str], cfg: PromptConfig, seed: int = 0):
+        super().__init__()
+        self.cfg, self.classnames = cfg, list(classnames)
+        self.encoder = PromptTextEncoder(clip.model, clip.tokenizer, self.classnames, cfg.n_ctx)
+        width = self.encoder.token_embeds.shape[-1]
+        gen = torch.Generator().manual_seed(seed)
+
+        def init_ctx() -> torch.Tensor:
+            if cfg.init:
+                ctx = PromptTextEncoder.context_from_text(clip.model, clip.tokenizer, cfg.init).float().cpu()
+                if ctx.shape[0] != cfg.n_ctx:
+                    raise ValueError(f"n_ctx={cfg.n_ctx} but init {cfg.init!r} has {ctx.shape[0]} tokens; "
+                                     f"set n_ctx to {ctx.shape[0]} or init to null")
+            else:
+                ctx = torch.randn(cfg.n_ctx, width, generator=gen) * 0.02
+            if cfg.class_specific:
+                ctx = ctx.expand(len(self.classnames), -1, -1).clone()
+            return ctx
+
+        self.ctx_global = torch.nn.Parameter(init_ctx())
+        self.ctx_local = torch.nn.Parameter(init_ctx()) if cfg.use_local else None
+
+    def class_features(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(C, D) global and local class features (unnormalised)."""
+        local = self.encoder(self.ctx_local) if self.ctx_local is not None else None
+        return self.encoder(self.ctx_global), local
+
+    def text_loss(self, batch: dict, scale: float, text_temperature: float, margin: float = 1.0) -> torch.Tensor:
+        """Ranking loss on caption features: ``batch`` holds ``global`` (B, D), ``tokens`` (B, L, D),
+        ``mask`` (B, L) and ``labels`` (B, C)."""
+        t_global, t_local = self.class_features()
+        loss = ranking_loss(global_logits(batch["global"], t_global, scale), batch["labels"], margin)
+        if t_local is not None:
+            s_local = local_logits(batch["tokens"], t_local, scale, text_temperature, batch["mask"])
+            loss = loss + ranking_loss(s_local, batch["labels"], margin)
+        return loss
+
+    def scorer(self, *, scale: float, image_temperature: float, local_weight: float,
+               probability_scale: float) -> ClassScorer:
+        with torch.no_grad():
+            t_global, t_local = self.class_features()
+        return ClassScorer(t_global.cpu(), None if t_local is None else t_local.cpu(), scale=scale,
+                           local_temperature=image_temperature, local_weight=local_weight,
+                           probability_scale=probability_scale)
+
+    # ---- the saved artifact: contexts + what is needed to rebuild the prompts ----
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        tensors = {"ctx_global": self.ctx_global.detach().cpu().contiguous()}
+        if self.ctx_local is not None:
+            tensors["ctx_local"] = self.ctx_local.detach().cpu().contiguous()
+        meta = {"classnames": json.dumps(self.classnames), "config": json.dumps(self.cfg.__dict__),
+                **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path, clip) -> tuple["DoubleGrainedPrompts", dict]:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        prompts = cls(clip, meta["classnames"], PromptConfig(**meta["config"]))
+        tensors = load_file(str(path))
+        with torch.no_grad():
+            prompts.ctx_global.copy_(tensors["ctx_global"])
+            if prompts.ctx_local is not None:
+                prompts.ctx_local.copy_(tensors["ctx_local"])
+        return prompts, meta

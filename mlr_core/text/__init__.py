@@ -1,0 +1,1 @@
+"""Text side of the project: NLTK data provisioning and the caption noun filter (TaI-DPT caption mining)."""

@@ -1,0 +1,89 @@
+"""One training loop over cached features, for every method that learns prompts or adapters.
+
+A method supplies its learnable module and a ``loss(batch) -> tensor``; the loop owns seeding, batching
+(in-memory tensors, reshuffled each epoch from a seeded generator), the optimiser and schedule, progress
+bars and the per-epoch log. There is no model selection: the schedule is fixed, and what is logged on the
+held-out part is for the reader, never used to pick a checkpoint (the reference's test-set selection is a
+pitfall this project does not repeat).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "sgd"  # sgd (momentum 0.9) | adamw
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    epochs: int = 20
+    batch_size: int = 512
+    warmup_epochs: int = 0
+    schedule: str = "cosine"  # cosine | constant
+
+
+def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Callable[[dict], torch.Tensor],
+        cfg: OptimConfig, *, seed: int, desc: str,
+        on_epoch_end: Callable[[int], dict] | None = None) -> list[dict]:
+    """Train ``module``'s trainable parameters on ``tensors`` (equal first dimension) for ``cfg.epochs``.
+
+    Returns the per-epoch log: mean training loss plus whatever ``on_epoch_end(epoch)`` reports.
+    """
+    n = len(next(iter(tensors.values())))
+    if n == 0:
+        raise ValueError(f"{desc}: no training samples")
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"{desc}: the module has no trainable parameters")
+    opt = make_optimizer(params, cfg)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    gen = torch.Generator().manual_seed(seed)
+    log, step = [], 0
+    bar = tqdm(total=total, desc=desc, unit="step")
+    for epoch in range(cfg.epochs):
+        module.train()
+        order = torch.randperm(n, generator=gen)
+        running = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.schedule)
+            loss = loss_fn({k: v[idx] for k, v in tensors.items()})
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            running += loss.item()
+            step += 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
+        entry = {"epoch": epoch + 1, "train_loss": round(running / steps_per_epoch, 5)}
+        if on_epoch_end is not None:
+            module.eval()
+            with torch.no_grad():
+                entry.update(on_epoch_end(epoch + 1))
+        log.append(entry)
+        tqdm.write(str(entry))
+    bar.close()
+    return log

