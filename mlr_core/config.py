@@ -122,12 +122,58 @@ class EvaluateParams(_Section):
     top_k: list[int] = [3, 5]
 
 
+class CaptionSource(_Section):
+    kind: Literal["coco", "narratives", "text"]
+    file: str = Field(description="relative to captions.corpus_dir")
+
+
+class CaptionsParams(_Section):
+    """Caption mining with the noun filter (mlr_core.text.mining)."""
+
+    corpus_dir: str = Field("data/tinyworld/captions", description="the folder holding every source file (a DVC dep)")
+    sources: list[CaptionSource] = [CaptionSource(kind="coco", file="captions_tinyworld.json")]
+    synonyms: str = Field("tinyworld", description="a built-in table (tinyworld, voc2007, coco2014, nuswide) or a YAML path")
+    exclude_eval_images: bool = Field(True, description="drop captions of test-split images (leakage guard)")
+    template_repeats: int = Field(0, ge=0, description="per class: n x 'a photo of a {c}.' + CLIP's 80 templates; 0 = none")
+    cap_per_class: Optional[int] = Field(None, ge=1, description="NUS-WIDE rule: rarest positive class, at most N each")
+    seed: int = 0
+
+
+class TextFeaturesParams(_Section):
+    batch_size: int = Field(256, ge=1)
+    shard_size: int = Field(8192, ge=1)
+
+
+class TaiDptParams(_Section):
+    """TaI / TaI-DPT prompt tuning on caption features (mlr_core.methods.tai_dpt)."""
+
+    variants: list[Literal["tai", "tai_dpt"]] = ["tai", "tai_dpt"]
+    n_ctx: int = Field(16, ge=1)
+    class_specific: bool = False
+    init: Optional[str] = None
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(512, ge=1)
+    margin: float = Field(1.0, gt=0, description="ranking loss margin")
+    scale: float = Field(4.0, gt=0)
+    text_temperature: float = Field(50.0, gt=0, description="softmax over caption tokens (training)")
+    image_temperature: float = Field(40.0, gt=0, description="softmax over image regions (test)")
+    local_weight: float = Field(0.5, ge=0, le=1)
+    heldout_fraction: float = Field(0.05, ge=0, lt=1, description="captions held out for the training log")
+    seed: int = 0
+
+
 class Params(_Section):
     tinyworld: TinyworldParams = TinyworldParams()
     clip_pretrain: ClipPretrainParams = ClipPretrainParams()
     model: ModelParams = ModelParams()
     dataset: DatasetParams = DatasetParams()
     features: FeaturesParams = FeaturesParams()
+    captions: CaptionsParams = CaptionsParams()
+    text_features: TextFeaturesParams = TextFeaturesParams()
+    tai_dpt: TaiDptParams = TaiDptParams()
     evaluate: EvaluateParams = EvaluateParams()
 
 

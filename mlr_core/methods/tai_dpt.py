@@ -108,3 +108,58 @@ class DoubleGrainedPrompts(torch.nn.Module):
             if prompts.ctx_local is not None:
                 prompts.ctx_local.copy_(tensors["ctx_local"])
         return prompts, meta
+
+
+def load_caption_features(path: str | Path, fingerprint: str) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The cached caption features as training tensors (fp32) and the class names."""
+    import numpy as np
+
+    from mlr_core.cache import FeatureCache
+
+    cache = FeatureCache(path, expect_fingerprint=fingerprint)
+    if not cache.is_text:
+        raise ValueError(f"{path}: not a text feature cache")
+    full = cache.read(("global", "dense"))
+    return {"global": torch.from_numpy(full.global_.astype(np.float32)),
+            "tokens": torch.from_numpy(full.dense.astype(np.float32)),
+            "mask": torch.from_numpy(full.mask),
+            "labels": torch.from_numpy(full.labels.astype(np.int64))}, cache.classes
+
+
+def train_tai_dpt(clip, caption_features: str | Path, out_path: str | Path, *, variant: str, n_ctx: int,
+                  class_specific: bool, init: str | None, optim, margin: float, scale: float,
+                  text_temperature: float, heldout_fraction: float, seed: int) -> list[dict]:
+    """Fit TaI (``variant="tai"``) or TaI-DPT on cached caption features; save the prompts; return the log.
+
+    A seeded ``heldout_fraction`` of the captions is kept out of training; its loss and its text-as-image
+    mAP are logged each epoch for the reader. Nothing is selected on them (fixed schedule).
+    """
+    from mlr_core.metrics import multilabel_metrics
+    from mlr_core.train import fit
+
+    tensors, classes = load_caption_features(caption_features, clip.fingerprint)
+    n = len(tensors["labels"])
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_held = int(round(heldout_fraction * n))
+    held = {k: v[order[:n_held]] for k, v in tensors.items()}
+    train = {k: v[order[n_held:]] for k, v in tensors.items()}
+    torch.manual_seed(seed)
+    prompts = DoubleGrainedPrompts(clip, classes, PromptConfig(n_ctx, class_specific, init, variant == "tai_dpt"),
+                                   seed=seed)
+
+    def loss_fn(batch):
+        return prompts.text_loss(batch, scale, text_temperature, margin)
+
+    def on_epoch_end(epoch):
+        if not n_held:
+            return {}
+        t_global, t_local = prompts.class_features()
+        scores = global_logits(held["global"], t_global, scale)
+        if t_local is not None:
+            scores = 0.5 * scores + 0.5 * local_logits(held["tokens"], t_local, scale, text_temperature, held["mask"])
+        return {"heldout_loss": round(loss_fn(held).item(), 5),
+                "heldout_text_mAP": round(multilabel_metrics(scores.numpy(), held["labels"].numpy())["mAP"], 3)}
+
+    log = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train {variant}", on_epoch_end=on_epoch_end)
+    prompts.save(out_path, extra={"variant": variant, "model_fingerprint": clip.fingerprint, "seed": seed})
+    return log

@@ -151,3 +151,38 @@ def mine_captions(sources: list[tuple[str, str]], table: SynonymTable, *, exclud
                "classes_without_captions": [c for c, n in zip(table.classes, all_labels.sum(0)) if n == 0],
                "per_class": {c: int(n) for c, n in zip(table.classes, all_labels.sum(0))}, **notes}
     return rows, summary
+
+
+def load_synonyms(name_or_path: str, classes: list[str]) -> SynonymTable:
+    """A built-in table by dataset name, or a YAML file; either way aligned to ``classes``."""
+    if name_or_path.endswith((".yaml", ".yml")):
+        return SynonymTable.from_yaml(name_or_path, classes)
+    return SynonymTable.load(name_or_path, classes)
+
+
+def write_mined(rows: pd.DataFrame, classes: list[str], summary: dict, out_path: str | Path,
+                summary_path: str | Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlr_core.io import atomic_path, atomic_write_json
+
+    labels = np.stack(rows["labels"].to_numpy()).astype(np.int8)
+    table = pa.table({"caption": rows["caption"].tolist(), "source": rows["source"].tolist(),
+                      "image_id": rows["image_id"].tolist(),
+                      "labels": pa.FixedSizeListArray.from_arrays(pa.array(labels.ravel()), labels.shape[1])})
+    table = table.replace_schema_metadata({b"classes": json.dumps(list(classes)).encode()})
+    with atomic_path(out_path) as tmp:
+        pq.write_table(table, tmp)
+    atomic_write_json(summary_path, summary)
+
+
+def read_mined(path: str | Path) -> tuple[list[str], list[str], np.ndarray, list[str]]:
+    """-> (captions, ids, labels (N, C) int8, classes) of a mined-captions file."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    labels = t.column("labels").combine_chunks()
+    n = t.num_rows
+    return (t.column("caption").to_pylist(), [f"cap{i}" for i in range(n)],
+            labels.values.to_numpy().reshape(n, -1).astype(np.int8), json.loads(t.schema.metadata[b"classes"]))

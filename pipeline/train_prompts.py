@@ -1,0 +1,26 @@
+"""Stage train_prompts: TaI / TaI-DPT prompts from cached caption features (params: model, tai_dpt)."""
+import sys
+
+from _common import stage_args
+
+from mlr_core.cache import CacheMismatchError
+from mlr_core.io import atomic_write_json
+from mlr_core.methods.tai_dpt import train_tai_dpt
+from mlr_core.models.clip import load_clip
+from mlr_core.train import OptimConfig
+
+args, params = stage_args(__doc__, lambda p: (p.add_argument("--variant", required=True, choices=["tai", "tai_dpt"]),
+                                              p.add_argument("--captions", default="data/features/captions.parquet")))
+mp, tp = params.model, params.tai_dpt
+optim = OptimConfig(optimizer=tp.optimizer, lr=tp.lr, weight_decay=tp.weight_decay, epochs=tp.epochs,
+                    batch_size=tp.batch_size)
+try:
+    clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision)
+    log = train_tai_dpt(clip, args.captions, f"data/prompts/{args.variant}.safetensors", variant=args.variant,
+                        n_ctx=tp.n_ctx, class_specific=tp.class_specific, init=tp.init, optim=optim,
+                        margin=tp.margin, scale=tp.scale, text_temperature=tp.text_temperature,
+                        heldout_fraction=tp.heldout_fraction, seed=tp.seed)
+except (CacheMismatchError, FileNotFoundError, ValueError) as e:
+    sys.exit(f"error: {e}")
+atomic_write_json(f"plots/train_{args.variant}.json", log)
+print(f"prompts: data/prompts/{args.variant}.safetensors; last epoch {log[-1]}")
