@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
-from mlr_core.cache import FeatureCache, merge_shards, write_feature_cache
+from mlr_core.cache import merge_shards, write_feature_cache
 from mlr_core.data.manifest import read_manifest
 from mlr_core.data.tinyworld import write_tinyworld
 from mlr_core.models.clip import load_clip

@@ -25,7 +25,6 @@ import json
 import platform
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
@@ -39,18 +38,9 @@ RESULTS = Path(__file__).parent / "results" / "noun_filter.json"
 def tinyworld_labelled(n: int, seed: int, partial_prob: float = 0.35) -> list[tuple[str, set[str]]]:
     """tinyworld captions and the classes each one names (recorded from the caption grammar itself)."""
     rng = np.random.default_rng([seed, 11])
-    real = tw._mention
     out = []
     for _ in range(n):
-        scene = tw.sample_scene(rng)
-        named: list[int] = []
-
-        def record(cls, *a, **k):
-            named.append(cls)
-            return real(cls, *a, **k)
-
-        with mock.patch.object(tw, "_mention", record):
-            caption = tw.caption_scene(scene, rng, partial_prob=partial_prob)
+        caption, named = tw.caption_with_classes(tw.sample_scene(rng), rng, partial_prob=partial_prob)
         out.append((caption, {tw.CLASSES[c] for c in named}))
     return out
 

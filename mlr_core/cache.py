@@ -203,6 +203,18 @@ def write_text_feature_cache(texts: Sequence[str], ids: Sequence[str], labels: n
     return _write_sharded(Path(out_path), ids, state, shard_size, encode_shard, meta, processes, "text")
 
 
+def launched_processes(device: str = "auto"):
+    """The processes of this run as an ``accelerate.PartialState``: one process under ``dvc repro``, all of
+    them under ``accelerate launch`` (GPUs, nodes) or ``torchrun`` (CPU processes: pass ``device="cpu"``
+    or set ACCELERATE_USE_CPU=1, since accelerate only joins CPU processes when told so)."""
+    import os
+
+    from accelerate import PartialState
+
+    cpu = device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in {"1", "true", "yes"}
+    return PartialState(cpu=cpu)
+
+
 class _SingleProcess:
     process_index, num_processes, is_main_process = 0, 1, True
 

@@ -4,7 +4,7 @@ import sys
 
 from _common import stage_args
 
-from mlr_core.cache import FeatureCache, ImageReadError, write_feature_cache
+from mlr_core.cache import FeatureCache, ImageReadError, launched_processes, write_feature_cache
 from mlr_core.data.datasets import label_policy, load_dataset
 from mlr_core.data.manifest import DatasetError
 from mlr_core.models.clip import WeightsUnavailableError, load_clip
@@ -13,9 +13,7 @@ args, params = stage_args(__doc__, lambda p: (p.add_argument("--split", required
                                               p.add_argument("--out", required=True)))
 ds, feat, mp = params.dataset, params.features, params.model
 try:
-    from accelerate import PartialState
-
-    processes = PartialState()
+    processes = launched_processes(mp.device)
     data = load_dataset(ds.name, ds.root, manifest=ds.manifest, classes=ds.classes, voc_difficult=ds.voc_difficult,
                         coco_unannotated=ds.coco_unannotated).subset(args.split)
     device = str(processes.device) if mp.device == "auto" else mp.device

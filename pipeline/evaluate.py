@@ -6,30 +6,18 @@ from _common import stage_args
 
 from mlr_core.cache import CacheMismatchError, FeatureCache
 from mlr_core.evaluate import evaluate_scores, score_cache, write_scores
-from mlr_core.methods.tai_dpt import DoubleGrainedPrompts
-from mlr_core.methods.zsclip import zero_shot_scorer
+from mlr_core.methods import PROMPT_TUNED, ZERO_SHOT, build_scorer
 from mlr_core.models.clip import load_clip
 
-METHODS = ["zsclip", "zsclip_dpt", "tai", "tai_dpt"]
-args, params = stage_args(__doc__, lambda p: (p.add_argument("--method", required=True, choices=METHODS),
+args, params = stage_args(__doc__, lambda p: (p.add_argument("--method", required=True, choices=ZERO_SHOT + PROMPT_TUNED),
                                               p.add_argument("--features", default="data/features/test.parquet")))
-ev, mp, zs, tp = params.evaluate, params.model, params.evaluate.zeroshot, params.tai_dpt
+ev, mp = params.evaluate, params.model
 try:
     cache = FeatureCache(args.features)
     # The resolution is the features stage's choice; the weights and preprocessing must match the cache.
     clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision, cache.meta["image_size"])
     cache.require_fingerprint(clip.fingerprint)
-    probability_scale = float(clip.model.logit_scale.exp().item())
-    if args.method in ("zsclip", "zsclip_dpt"):
-        scorer = zero_shot_scorer(clip, cache.classes, template=zs.template, scale=zs.scale,
-                                  local_temperature=zs.local_temperature, local_weight=zs.local_weight,
-                                  use_local=args.method == "zsclip_dpt")
-    else:
-        prompts, meta = DoubleGrainedPrompts.load(f"data/prompts/{args.method}.safetensors", clip)
-        if prompts.classnames != cache.classes:
-            raise ValueError(f"data/prompts/{args.method}.safetensors was trained for other classes than the cache")
-        scorer = prompts.scorer(scale=tp.scale, image_temperature=tp.image_temperature, local_weight=tp.local_weight,
-                                probability_scale=probability_scale)
+    scorer = build_scorer(args.method, clip, cache.classes, params)
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
 ids, scores, probs, targets = score_cache(cache, scorer)

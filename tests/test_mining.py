@@ -25,7 +25,13 @@ def test_mining_labels_nouns_drops_classless_and_excludes_eval_images(tmp_path):
         (4, "An empty street at night."), (5, "A puppy on a train."),
     ])
     narratives = tmp_path / "narratives.jsonl"
-    narratives.write_text(json.dumps({"image_id": "ab12", "caption": "In this image we can see a cat."}) + "\n")
+    # one line of the official OpenImages localized narratives JSONL
+    narratives.write_text(json.dumps({
+        "dataset_id": "open_images", "image_id": "ab12", "annotator_id": 93,
+        "caption": "In this image we can see a cat.",
+        "timed_caption": [{"utterance": "In this image", "start_time": 0.0, "end_time": 0.9}],
+        "traces": [[{"x": 0.27, "y": 0.52, "t": 0.79}]],
+        "voice_recording": "open_images_validation/open_images_validation_ab12_93.ogg"}) + "\n")
     rows, summary = mine_captions([("coco", str(coco)), ("narratives", str(narratives))], TABLE,
                                   exclude_image_ids={"5"})
     got = {c: np.flatnonzero(l).tolist() for c, l in zip(rows["caption"], rows["labels"])}

@@ -6,7 +6,6 @@ NLTK server, else from pinned Debian/PyPI packages), as `python -m mlr_core.text
 from __future__ import annotations
 
 import os
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -54,22 +53,13 @@ def prf(pred: list[set], gold: list[set]) -> tuple[float, float, float]:
 
 
 def tinyworld_labelled(n: int, seed: int) -> list[tuple[str, set[str]]]:
-    """tinyworld captions with the classes each one names: recorded from the grammar's own mention
-    function, so the truth is exactly "the caption names this class as an object" (frame words such as
-    "crossing", "starring", "square-shaped" or "drops" never count)."""
+    """tinyworld captions with the classes each one names, as the caption grammar reports them, so the
+    truth is exactly "the caption names this class as an object" (frame words such as "crossing",
+    "starring", "square-shaped" or "drops" never count)."""
     rng = np.random.default_rng([seed, 99])
-    real = tw._mention
     out = []
     for _ in range(n):
-        scene = tw.sample_scene(rng)
-        named: list[int] = []
-
-        def record(cls, *a, **k):
-            named.append(cls)
-            return real(cls, *a, **k)
-
-        with mock.patch.object(tw, "_mention", record):
-            caption = tw.caption_scene(scene, rng, partial_prob=0.35)
+        caption, named = tw.caption_with_classes(tw.sample_scene(rng), rng, partial_prob=0.35)
         out.append((caption, {tw.CLASSES[c] for c in named}))
     return out
 

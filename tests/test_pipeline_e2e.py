@@ -12,9 +12,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY = {
-    "tinyworld": {"n_pretrain": 4, "n_corpus": 4, "n_trainval": 4, "n_test": 24, "image_size": 64},
+    "tinyworld": {"n_pretrain": 4, "n_corpus": 12, "n_trainval": 4, "n_test": 24, "image_size": 64},
     "features": {"batch_size": 8, "shard_size": 16, "num_workers": 0},
+    "tai_dpt": {"epochs": 2, "batch_size": 16, "n_ctx": 4},
 }
+STAGES = {"tinyworld", "features@test", "mine_captions", "text_features", "train_prompts@tai",
+          "train_prompts@tai_dpt", "evaluate_prompts@tai", "evaluate_prompts@tai_dpt", "evaluate@zsclip",
+          "evaluate@zsclip_dpt"}
 
 
 def run(cmd, cwd):
@@ -54,8 +58,8 @@ def project(tmp_path_factory):
 @pytest.mark.slow
 def test_dvc_repro_end_to_end(project):
     out = run(["dvc", "repro"], project)
-    assert ran_stages(out) == {"tinyworld", "features@test", "evaluate@zsclip", "evaluate@zsclip_dpt"}
-    for method in ("zsclip", "zsclip_dpt"):
+    assert ran_stages(out) == STAGES
+    for method in ("zsclip", "zsclip_dpt", "tai", "tai_dpt"):
         m = json.loads((project / "metrics" / f"{method}.json").read_text())
         assert m["n_images"] == 24 and 0 < m["mAP"] <= 100 and "F1@3" in m and "OF1" in m
         assert (project / "plots" / method / "pr_curve.json").exists()
@@ -72,6 +76,11 @@ def test_dvc_repro_end_to_end(project):
     assert ran_stages(run(["dvc", "repro"], project)) == {"evaluate@zsclip", "evaluate@zsclip_dpt"}
     diff = run(["dvc", "metrics", "diff", "--json"], project)
     assert "mAP" in diff
+
+    # a test-time TaI-DPT param re-evaluates the prompts without retraining them
+    params["tai_dpt"]["local_weight"] = 0.3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(run(["dvc", "repro"], project)) == {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt"}
 
 
 @pytest.mark.slow

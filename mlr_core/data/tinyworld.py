@@ -273,6 +273,12 @@ def caption_scene(scene: Scene, rng: np.random.Generator, partial_prob: float = 
     With ``partial_prob`` only a random non-empty subset of classes is named, as real captions do; it
     also teaches a CLIP that a single-class sentence fits a busy image that contains that class.
     """
+    return caption_with_classes(scene, rng, partial_prob)[0]
+
+
+def caption_with_classes(scene: Scene, rng: np.random.Generator, partial_prob: float = 0.0) -> tuple[str, list[int]]:
+    """:func:`caption_scene` and the classes the caption names as objects: the ground truth of a noun
+    filter (frame words such as "crossing" or "starring" never count)."""
     groups: dict[int, list[SceneObject]] = {}
     for o in scene.objects:
         groups.setdefault(o.cls, []).append(o)
@@ -293,7 +299,7 @@ def caption_scene(scene: Scene, rng: np.random.Generator, partial_prob: float = 
     else:
         body = _join(mentions)
     frames = TRAP_FRAMES if rng.random() < TRAP_FRAME_PROB else FRAMES
-    return frames[int(rng.integers(len(frames)))].format(body)
+    return frames[int(rng.integers(len(frames)))].format(body), [int(c) for c in classes]
 
 
 # ------------------------------------------------------------------------------------------------ writing

@@ -18,6 +18,7 @@ from typing import Callable
 import open_clip
 import torch
 
+from mlr_core.io import file_sha256
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights are neither on disk nor downloadable from here."""
@@ -39,14 +40,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _hf_offline() -> bool:
@@ -114,7 +107,7 @@ def load_clip(arch: str, pretrained: str | None, device: str = "auto", precision
             raise FileNotFoundError(
                 f"model.pretrained={pretrained!r} is neither a file nor an open_clip tag for {arch} "
                 f"(tags: {', '.join(tags) if tags else 'none'})")
-        weights_id = f"sha256:{_file_sha256(path)}"
+        weights_id = f"sha256:{file_sha256(path)}"
     dev = resolve_device(device)
     model, _, preprocess = open_clip.create_model_and_transforms(
         arch, pretrained=pretrained, precision=precision, device=dev,

