@@ -34,8 +34,10 @@ def ran_stages(output: str) -> set[str]:
 
 def make_project(d: Path, overrides: dict) -> Path:
     """A scratch copy of the project (code, pipeline, shipped checkpoint) with params overridden."""
-    for name in ("dvc.yaml", "pipeline", "mlr_core", "models"):
+    # the frozen pretrain_clip stage's outputs ship in git, so a clone has them: copy them too
+    for name in ("dvc.yaml", "pipeline", "mlr_core", "models", "metrics/pretrain_clip.json"):
         src = ROOT / name
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, d / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
@@ -68,14 +70,16 @@ def test_dvc_repro_end_to_end(project):
 
     # nothing changed: nothing runs
     assert ran_stages(run(["dvc", "repro"], project)) == set()
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "baseline"], project)
 
     # an evaluation-only param re-runs only evaluation
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["evaluate"]["zeroshot"]["local_weight"] = 0.3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     assert ran_stages(run(["dvc", "repro"], project)) == {"evaluate@zsclip", "evaluate@zsclip_dpt"}
-    diff = run(["dvc", "metrics", "diff", "--json"], project)
-    assert "mAP" in diff
+    diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).strip().splitlines()[-1])
+    assert "mAP" in diff["metrics/zsclip_dpt.json"]
 
     # a test-time TaI-DPT param re-evaluates the prompts without retraining them
     params["tai_dpt"]["local_weight"] = 0.3
@@ -106,6 +110,8 @@ def test_feature_stage_reads_each_real_format_with_only_params_changed(tmp_path,
         "model": {"pretrained": None},
         "features": {"splits": ["trainval", "test"], "image_size": 64, "batch_size": 4, "num_workers": 0},
     })
+    # DVC checks the frozen pretrain_clip stage upstream of the features, and with it its (tinyworld) input
+    run(["dvc", "repro", "tinyworld"], d)
     out = run(["dvc", "repro", "features"], d)
     assert "listed images are missing" in out and "skipped: cannot read image" in out
     from mlr_core.cache import FeatureCache
