@@ -73,7 +73,7 @@ def make_big_cache(path: Path, rows: int, grid: int = 14, dim: int = 1024, class
             "labels": fl(rng.integers(0, 2, (n, classes), dtype=np.int8), classes),
             "global": fl(rng.standard_normal((n, dim), dtype=np.float32).astype(np.float16), dim),
             "dense": fl(rng.standard_normal((n, grid * grid * dim), dtype=np.float32).astype(np.float16), grid * grid * dim),
-        }).replace_schema_metadata({b"grid": json.dumps([grid, grid]).encode()})
+        }).replace_schema_metadata({b"grid": json.dumps([grid, grid]).encode(), b"skipped": b"[]"})
         pq.write_table(table, work / f"shard-{k:05d}.parquet", row_group_size=64)
     merge_shards(work, path, n_shards, {"fingerprint": "bench", "arch": "RN50", "pretrained": None, "image_size": 448,
                                         "classes": [f"c{i}" for i in range(classes)]})
