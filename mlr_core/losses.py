@@ -5,6 +5,9 @@
 * asymmetric (ASL; DualCoOp, PVLR):
       L = -sum_c [ y_c (1 - p_c)^{g+} log p_c + (1 - y_c) p_m^{g-} log(1 - p_m) ],  p_m = max(p_c - clip, 0)
   summed over known labels, averaged over the batch.
+* KCR (PVLR):  mean_c (1 - cos(t^ka_c, t^ca_c))
+* order (data-free, Yang et al. eq. 13):  KL(P_H || P_X), P_X = row-softmax over the other classes of
+      cos(x_c, x_c') / T for learned class features X and hand-crafted ones H, averaged over classes
 """
 from __future__ import annotations
 
@@ -30,3 +33,25 @@ def asymmetric_loss(probabilities: torch.Tensor, targets: torch.Tensor, gamma_po
     loss_pos = y * (1 - p).pow(gamma_pos) * torch.log(p)
     loss_neg = (1 - y) * p_neg.pow(gamma_neg) * torch.log((1 - p_neg).clamp(min=eps))
     return -((loss_pos + loss_neg) * known).sum() / probabilities.shape[0]
+
+
+def kcr_loss(t_knowledge: torch.Tensor, t_context: torch.Tensor) -> torch.Tensor:
+    """PVLR's knowledge-to-context regularisation: mean over labels (and batch) of 1 - cos(t^ka_c, t^ca_c);
+    (..., C, D) each."""
+    return (1 - torch.nn.functional.cosine_similarity(t_knowledge, t_context, dim=-1)).mean()
+
+
+def order_loss(learned: torch.Tensor, anchor: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Keep the learned classes' similarity order close to the hand-crafted prompts' (C, D) each.
+
+    Each class's similarities to the other classes (its own, always 1, is left out) become a distribution by
+    a softmax at ``temperature``; the loss is KL(anchor || learned) averaged over classes.
+    """
+    def log_dist(x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.normalize(x.float(), dim=-1)
+        sim = (x @ x.T) / temperature
+        eye = torch.eye(len(x), dtype=torch.bool, device=x.device)
+        return torch.log_softmax(sim.masked_fill(eye, float("-inf")), dim=-1).masked_fill(eye, 0.0)
+
+    log_p, log_q = log_dist(anchor).detach(), log_dist(learned)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()

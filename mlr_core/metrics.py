@@ -32,6 +32,7 @@ __all__ = [
     "MultilabelMetrics",
     "multilabel_metrics",
     "precision_recall_curve_points",
+    "zero_shot_metrics",
 ]
 
 #: Target value meaning "unknown / ignored in the metric".
@@ -490,3 +491,37 @@ def precision_recall_curve_points(scores, targets, max_points: int = 200) -> lis
          "threshold": float(thresholds[i])}
         for i in idx
     ]
+
+
+# ---------------------------------------------------------------------------
+# zero-shot protocols (DualCoOp / LESA / BiAM)
+# ---------------------------------------------------------------------------
+def zero_shot_metrics(scores, targets, unseen: Sequence[int], seen: Sequence[int], top_k: Sequence[int] = (3, 5),
+                      zsl_images: str = "with_unseen") -> dict:
+    r"""ZSL and GZSL metrics of a seen/unseen class split.
+
+    * **ZSL**: scores and targets restricted to the ``unseen`` class columns; with
+      ``zsl_images="with_unseen"`` only images with at least one unseen positive are kept (the usual
+      protocol: the others have nothing to find), ``"all"`` keeps every image.
+    * **GZSL**: every image, the ``seen`` + ``unseen`` columns (classes outside the split, e.g. the 15
+      unused classes of the COCO 48/17 split, are left out).
+
+    Each part holds :class:`MultilabelMetrics`' ``mAP`` and ``P@k``, ``R@k``, ``F1@k`` (percent) plus
+    ``n_images`` and ``n_classes``.
+    """
+    if zsl_images not in ("with_unseen", "all"):
+        raise ValueError(f"`zsl_images` must be 'with_unseen' or 'all', got {zsl_images!r}")
+    s = _format_scores(scores, "scores")
+    t = _format_targets(targets, "targets")
+    unseen, seen = list(unseen), list(seen)
+    if not unseen or set(unseen) & set(seen):
+        raise ValueError("`unseen` must be non-empty and disjoint from `seen`")
+    keys = ["mAP", *(f"{m}@{k}" for k in top_k for m in ("P", "R", "F1")), "n_images"]
+
+    def part(cols, rows) -> dict:
+        m = multilabel_metrics(s[np.ix_(rows, cols)], t[np.ix_(rows, cols)], top_k=top_k)
+        return {**{k: m[k] for k in keys}, "n_classes": len(cols)}
+
+    rows_zsl = (np.flatnonzero((t[:, unseen] == 1).any(1)) if zsl_images == "with_unseen"
+                else np.arange(len(t)))
+    return {"ZSL": part(unseen, rows_zsl), "GZSL": part(seen + unseen, np.arange(len(t)))}

@@ -21,14 +21,22 @@ def global_logits(image_global: torch.Tensor, text: torch.Tensor, scale: float) 
     return scale * F.normalize(image_global.float(), dim=-1) @ F.normalize(text.float(), dim=-1).T
 
 
-def local_logits(dense: torch.Tensor, text: torch.Tensor, scale: float, temperature: float,
-                 mask: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, J, D) local features, (C, D) text, optional (N, J) bool mask of valid positions -> (N, C)."""
+def class_heatmap(dense: torch.Tensor, text: torch.Tensor, temperature: float,
+                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class-wise heat map over local features: (N, C, J) weights softmax_j(T * cos(d_ij, t_c)) (zero at
+    masked positions) and the (N, C, J) cosines."""
     cos = torch.einsum("njd,cd->ncj", F.normalize(dense.float(), dim=-1), F.normalize(text.float(), dim=-1))
     weights_in = temperature * cos
     if mask is not None:
         weights_in = weights_in.masked_fill(~mask[:, None, :], float("-inf"))
-    return (torch.softmax(weights_in, dim=-1) * scale * cos).sum(-1)
+    return torch.softmax(weights_in, dim=-1), cos
+
+
+def local_logits(dense: torch.Tensor, text: torch.Tensor, scale: float, temperature: float,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, J, D) local features, (C, D) text, optional (N, J) bool mask of valid positions -> (N, C)."""
+    heat, cos = class_heatmap(dense, text, temperature, mask)
+    return (heat * scale * cos).sum(-1)
 
 
 def mix_global_local(global_: torch.Tensor, local: torch.Tensor, local_weight: float) -> torch.Tensor:
@@ -62,9 +70,16 @@ class ClassScorer:
 
     def __call__(self, image_global: torch.Tensor, dense: torch.Tensor | None,
                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = global_logits(image_global, self.text_global, self.scale)
+        scores = self.global_scores(image_global)
         if self.text_local is not None:
-            local = local_logits(dense, self.text_local, self.scale, self.local_temperature, mask)
-            scores = mix_global_local(scores, local, self.local_weight)
+            scores = mix_global_local(scores, self.local_scores(dense, mask), self.local_weight)
         probs = torch.sigmoid(scores) if self.sigmoid else torch.softmax(scores / self.scale * self.probability_scale, -1)
         return scores, probs
+
+    def global_scores(self, image_global: torch.Tensor) -> torch.Tensor:
+        """The global logits; methods with an adapter on the global branch override this."""
+        return global_logits(image_global, self.text_global, self.scale)
+
+    def local_scores(self, dense: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The local (region) logits; methods with an adapter on the local branch override this."""
+        return local_logits(dense, self.text_local, self.scale, self.local_temperature, mask)

@@ -24,7 +24,9 @@ class OptimConfig:
     epochs: int = 20
     batch_size: int = 512
     warmup_epochs: int = 0
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = "cosine"  # cosine | constant | step (x step_gamma at each epoch in milestones)
+    milestones: tuple[int, ...] = ()
+    step_gamma: float = 0.1
 
 
 def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -35,19 +37,26 @@ def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+def lr_factor(step: int, total: int, warmup: int, schedule: str, *, steps_per_epoch: int = 1,
+              milestones: tuple[int, ...] = (), step_gamma: float = 0.1) -> float:
     if step < warmup:
         return (step + 1) / warmup
     if schedule == "constant":
         return 1.0
+    if schedule == "step":  # e.g. milestones (2, 5): lr x 0.1 from epoch 3 on, x 0.01 from epoch 6 on
+        epochs_done = step // steps_per_epoch
+        return step_gamma ** sum(epochs_done >= m for m in milestones)
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Callable[[dict], torch.Tensor],
         cfg: OptimConfig, *, seed: int, desc: str,
-        on_epoch_end: Callable[[int], dict] | None = None) -> list[dict]:
+        on_epoch_end: Callable[[int], dict] | None = None, aux: dict[str, torch.Tensor] | None = None) -> list[dict]:
     """Train ``module``'s trainable parameters on ``tensors`` (equal first dimension) for ``cfg.epochs``.
 
+    ``aux`` is an optional second source (its own equal first dimension, e.g. synthetic images beside
+    captions): each step also draws ``cfg.batch_size`` of its rows, cycling through seeded reshuffles of
+    it independently of the epochs of ``tensors``, and passes them to ``loss_fn`` as ``batch["aux"]``.
     Returns the per-epoch log: mean training loss plus whatever ``on_epoch_end(epoch)`` reports.
     """
     n = len(next(iter(tensors.values())))
@@ -60,6 +69,7 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     gen = torch.Generator().manual_seed(seed)
+    aux_batches = _cycled_batches(aux, cfg.batch_size, seed + 1) if aux else None
     log, step = [], 0
     bar = tqdm(total=total, desc=desc, unit="step")
     for epoch in range(cfg.epochs):
@@ -69,8 +79,13 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.schedule)
-            loss = loss_fn({k: v[idx] for k, v in tensors.items()})
+                g["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.schedule,
+                                             steps_per_epoch=steps_per_epoch, milestones=cfg.milestones,
+                                             step_gamma=cfg.step_gamma)
+            batch = {k: v[idx] for k, v in tensors.items()}
+            if aux_batches is not None:
+                batch["aux"] = next(aux_batches)
+            loss = loss_fn(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -87,3 +102,16 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
         tqdm.write(str(entry))
     bar.close()
     return log
+
+
+def _cycled_batches(tensors: dict[str, torch.Tensor], batch_size: int, seed: int):
+    """Endless batches of ``tensors``: seeded reshuffles, each consumed in full before the next."""
+    n = len(next(iter(tensors.values())))
+    if n == 0:
+        raise ValueError("the auxiliary training source is empty")
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(n, generator=gen)
+        for b in range(0, n, batch_size):
+            idx = order[b:b + batch_size]
+            yield {k: v[idx] for k, v in tensors.items()}

@@ -15,10 +15,39 @@ TINY = {
     "tinyworld": {"n_pretrain": 4, "n_corpus": 12, "n_trainval": 4, "n_test": 24, "image_size": 64},
     "features": {"batch_size": 8, "shard_size": 16, "num_workers": 0},
     "tai_dpt": {"epochs": 2, "batch_size": 16, "n_ctx": 4},
+    # the real bundled LLM, asked little: attribute sentences only, short replies, no retries
+    "llm": {"kinds": ["attribute"], "max_retries": 0, "batch_size": 24,
+            "counts": {"common_attributes": 2, "class_attributes": 2, "attributes_per_class": 1,
+                       "fine_attributes": 1, "sentences_per_attribute": 2, "coarse_groups": 2, "fine_groups": 3,
+                       "pairs_per_group": 1, "sentences_per_pair": 2},
+            "sampling": {"max_new_tokens": 40, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1}},
+    "datafree": {"epochs": 2, "n_shared": 2, "n_partial": [1, 1], "n_specific": 1, "kinds": ["attribute"]},
+    "synthesis": {"per_class": 1, "steps": 2, "batch_size": 4, "shard_size": 8},
+    "t2i_pal": {"epochs": 1, "batch_size": 8, "n_ctx": 4, "seeds": [0]},
+    "image_supervised": {
+        "budgets": {"seeds": [0], "proportions": [0.5], "shots": [1], "val_fraction": 0.25},
+        "dualcoop": {"runs": ["partial50_s0"], "zeroshot_runs": ["zsl-tinyworld_15_5_s0"], "epochs": 1, "n_ctx": 4,
+                     "zeroshot_n_ctx": 4},
+        "pvlr": {"runs": ["full_s0"], "epochs": 1},
+        "coop": {"runs": ["shot1_s0"], "epochs": 1, "n_ctx": 4},
+    },
 }
-STAGES = {"tinyworld", "features@test", "mine_captions", "text_features", "train_prompts@tai",
+STAGES = {"tinyworld", "features@trainval", "features@test", "mine_captions", "text_features", "train_prompts@tai",
           "train_prompts@tai_dpt", "evaluate_prompts@tai", "evaluate_prompts@tai_dpt", "evaluate@zsclip",
-          "evaluate@zsclip_dpt"}
+          "evaluate@zsclip_dpt",
+          "llm_text", "llm_text_features", "train_datafree", "evaluate_datafree",
+          "synthesize", "features_synthetic", "train_t2i_pal@0", "evaluate_t2i_pal@0",
+          "budgets", "dualcoop@partial50_s0", "dualcoop_zeroshot@zsl-tinyworld_15_5_s0", "pvlr@full_s0",
+          "coop@coop-shot1_s0", "coop@coop_dpt-shot1_s0", "ensemble_partial@partial50_s0",
+          "ensemble_fewshot@shot1_s0"}
+
+
+def _update(section: dict, values: dict) -> None:
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(section.get(key), dict):
+            _update(section[key], value)
+        else:
+            section[key] = value
 
 
 def run(cmd, cwd):
@@ -35,7 +64,8 @@ def ran_stages(output: str) -> set[str]:
 def make_project(d: Path, overrides: dict) -> Path:
     """A scratch copy of the project (code, pipeline, shipped checkpoint) with params overridden."""
     # the frozen pretrain_clip stage's outputs ship in git, so a clone has them: copy them too
-    for name in ("dvc.yaml", "pipeline", "mlr_core", "models", "metrics/pretrain_clip.json"):
+    for name in ("dvc.yaml", "pipeline", "mlr_core", "models", "metrics/pretrain_clip.json",
+                 "metrics/pretrain_t2i.json", "plots/t2i_samples.png"):
         src = ROOT / name
         (d / name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -43,8 +73,7 @@ def make_project(d: Path, overrides: dict) -> Path:
         else:
             shutil.copy(src, d / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in overrides.items():
-        params[section].update(values)
+    _update(params, overrides)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], d)
     run(["dvc", "init", "-q"], d)
@@ -61,7 +90,7 @@ def project(tmp_path_factory):
 def test_dvc_repro_end_to_end(project):
     out = run(["dvc", "repro"], project)
     assert ran_stages(out) == STAGES
-    for method in ("zsclip", "zsclip_dpt", "tai", "tai_dpt"):
+    for method in ("zsclip", "zsclip_dpt", "tai", "tai_dpt", "datafree", "t2i_pal_s0"):
         m = json.loads((project / "metrics" / f"{method}.json").read_text())
         assert m["n_images"] == 24 and 0 < m["mAP"] <= 100 and "F1@3" in m and "OF1" in m
         assert (project / "plots" / method / "pr_curve.json").exists()
@@ -84,7 +113,9 @@ def test_dvc_repro_end_to_end(project):
     # a test-time TaI-DPT param re-evaluates the prompts without retraining them
     params["tai_dpt"]["local_weight"] = 0.3
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(run(["dvc", "repro"], project)) == {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt"}
+    # (and the ensembles built on TaI-DPT's saved scores, which changed)
+    assert ran_stages(run(["dvc", "repro"], project)) == {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt",
+                                                          "ensemble_partial@partial50_s0", "ensemble_fewshot@shot1_s0"}
 
 
 @pytest.mark.slow

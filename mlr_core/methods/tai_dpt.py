@@ -38,39 +38,52 @@ class PromptConfig:
 
 
 class DoubleGrainedPrompts(torch.nn.Module):
-    """The learnable global (and local) contexts and the frozen text tower that turns them into class features."""
+    """The learnable global (and local) contexts and the frozen text tower that turns them into class features.
 
-    def __init__(self, clip, classnames: list[str], cfg: PromptConfig, seed: int = 0):
+    A subclass changes the context layout by overriding :meth:`make_context` (and ``config_class``): the
+    data-free method's hierarchical contexts are modules whose ``forward()`` returns (C, n_ctx, width).
+    """
+
+    config_class = PromptConfig
+
+    def __init__(self, clip, classnames: list[str], cfg, seed: int = 0):
         super().__init__()
         self.cfg, self.classnames = cfg, list(classnames)
         self.encoder = PromptTextEncoder(clip.model, clip.tokenizer, self.classnames, cfg.n_ctx)
-        width = self.encoder.token_embeds.shape[-1]
         gen = torch.Generator().manual_seed(seed)
+        self.ctx_global = self.make_context(clip, gen)
+        self.ctx_local = self.make_context(clip, gen) if cfg.use_local else None
 
-        def init_ctx() -> torch.Tensor:
-            if cfg.init:
-                ctx = PromptTextEncoder.context_from_text(clip.model, clip.tokenizer, cfg.init).float().cpu()
-                if ctx.shape[0] != cfg.n_ctx:
-                    raise ValueError(f"n_ctx={cfg.n_ctx} but init {cfg.init!r} has {ctx.shape[0]} tokens; "
-                                     f"set n_ctx to {ctx.shape[0]} or init to null")
-            else:
-                ctx = torch.randn(cfg.n_ctx, width, generator=gen) * 0.02
-            if cfg.class_specific:
-                ctx = ctx.expand(len(self.classnames), -1, -1).clone()
-            return ctx
+    def make_context(self, clip, gen: torch.Generator) -> torch.nn.Parameter | torch.nn.Module:
+        """One learnable context: (n_ctx, width) shared or (C, n_ctx, width) class-specific, N(0, 0.02) or
+        initialised from ``cfg.init``'s token embeddings."""
+        cfg = self.cfg
+        if cfg.init:
+            ctx = PromptTextEncoder.context_from_text(clip.model, clip.tokenizer, cfg.init).float().cpu()
+            if ctx.shape[0] != cfg.n_ctx:
+                raise ValueError(f"n_ctx={cfg.n_ctx} but init {cfg.init!r} has {ctx.shape[0]} tokens; "
+                                 f"set n_ctx to {ctx.shape[0]} or init to null")
+        else:
+            ctx = torch.randn(cfg.n_ctx, self.encoder.width, generator=gen) * 0.02
+        if cfg.class_specific:
+            ctx = ctx.expand(len(self.classnames), -1, -1).clone()
+        return torch.nn.Parameter(ctx)
 
-        self.ctx_global = torch.nn.Parameter(init_ctx())
-        self.ctx_local = torch.nn.Parameter(init_ctx()) if cfg.use_local else None
+    @staticmethod
+    def _context(ctx) -> torch.Tensor:
+        return ctx() if isinstance(ctx, torch.nn.Module) else ctx
 
     def class_features(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(C, D) global and local class features (unnormalised)."""
-        local = self.encoder(self.ctx_local) if self.ctx_local is not None else None
-        return self.encoder(self.ctx_global), local
+        local = self.encoder(self._context(self.ctx_local)) if self.ctx_local is not None else None
+        return self.encoder(self._context(self.ctx_global)), local
 
-    def text_loss(self, batch: dict, scale: float, text_temperature: float, margin: float = 1.0) -> torch.Tensor:
+    def text_loss(self, batch: dict, scale: float, text_temperature: float, margin: float = 1.0,
+                  features: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
         """Ranking loss on caption features: ``batch`` holds ``global`` (B, D), ``tokens`` (B, L, D),
-        ``mask`` (B, L) and ``labels`` (B, C)."""
-        t_global, t_local = self.class_features()
+        ``mask`` (B, L) and ``labels`` (B, C). ``features``: this step's :meth:`class_features`, when the
+        caller needs them too (they cost a text-tower pass)."""
+        t_global, t_local = features if features is not None else self.class_features()
         loss = ranking_loss(global_logits(batch["global"], t_global, scale), batch["labels"], margin)
         if t_local is not None:
             s_local = local_logits(batch["tokens"], t_local, scale, text_temperature, batch["mask"])
@@ -85,11 +98,9 @@ class DoubleGrainedPrompts(torch.nn.Module):
                            local_temperature=image_temperature, local_weight=local_weight,
                            probability_scale=probability_scale)
 
-    # ---- the saved artifact: contexts + what is needed to rebuild the prompts ----
+    # ---- the saved artifact: the learned tensors + what is needed to rebuild the prompts ----
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        tensors = {"ctx_global": self.ctx_global.detach().cpu().contiguous()}
-        if self.ctx_local is not None:
-            tensors["ctx_local"] = self.ctx_local.detach().cpu().contiguous()
+        tensors = {name: p.detach().cpu().contiguous() for name, p in self.named_parameters()}
         meta = {"classnames": json.dumps(self.classnames), "config": json.dumps(self.cfg.__dict__),
                 **{k: json.dumps(v) for k, v in (extra or {}).items()}}
         with atomic_path(path) as tmp:
@@ -101,12 +112,8 @@ class DoubleGrainedPrompts(torch.nn.Module):
 
         with safe_open(str(path), "pt") as f:
             meta = {k: json.loads(v) for k, v in f.metadata().items()}
-        prompts = cls(clip, meta["classnames"], PromptConfig(**meta["config"]))
-        tensors = load_file(str(path))
-        with torch.no_grad():
-            prompts.ctx_global.copy_(tensors["ctx_global"])
-            if prompts.ctx_local is not None:
-                prompts.ctx_local.copy_(tensors["ctx_local"])
+        prompts = cls(clip, meta["classnames"], cls.config_class(**meta["config"]))
+        prompts.load_state_dict(load_file(str(path)))
         return prompts, meta
 
 
@@ -126,6 +133,28 @@ def load_caption_features(path: str | Path, fingerprint: str) -> tuple[dict[str,
             "labels": torch.from_numpy(full.labels.astype(np.int64))}, cache.classes
 
 
+def split_heldout(tensors: dict[str, torch.Tensor], fraction: float, seed: int):
+    """(train, held-out) rows of the caption tensors: a seeded ``fraction`` is held out."""
+    n = len(tensors["labels"])
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    n_held = int(round(fraction * n))
+    return {k: v[order[n_held:]] for k, v in tensors.items()}, {k: v[order[:n_held]] for k, v in tensors.items()}
+
+
+def heldout_log(prompts: DoubleGrainedPrompts, held: dict, loss_fn, scale: float, text_temperature: float) -> dict:
+    """The per-epoch log on held-out text: loss and text-as-image mAP (for the reader; nothing is selected)."""
+    from mlr_core.metrics import multilabel_metrics
+
+    if not len(held["labels"]):
+        return {}
+    t_global, t_local = prompts.class_features()
+    scores = global_logits(held["global"], t_global, scale)
+    if t_local is not None:
+        scores = 0.5 * scores + 0.5 * local_logits(held["tokens"], t_local, scale, text_temperature, held["mask"])
+    return {"heldout_loss": round(loss_fn(held).item(), 5),
+            "heldout_text_mAP": round(multilabel_metrics(scores.numpy(), held["labels"].numpy())["mAP"], 3)}
+
+
 def train_tai_dpt(clip, caption_features: str | Path, out_path: str | Path, *, variant: str, n_ctx: int,
                   class_specific: bool, init: str | None, optim, margin: float, scale: float,
                   text_temperature: float, heldout_fraction: float, seed: int) -> list[dict]:
@@ -134,15 +163,10 @@ def train_tai_dpt(clip, caption_features: str | Path, out_path: str | Path, *, v
     A seeded ``heldout_fraction`` of the captions is kept out of training; its loss and its text-as-image
     mAP are logged each epoch for the reader. Nothing is selected on them (fixed schedule).
     """
-    from mlr_core.metrics import multilabel_metrics
     from mlr_core.train import fit
 
     tensors, classes = load_caption_features(caption_features, clip.fingerprint)
-    n = len(tensors["labels"])
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_held = int(round(heldout_fraction * n))
-    held = {k: v[order[:n_held]] for k, v in tensors.items()}
-    train = {k: v[order[n_held:]] for k, v in tensors.items()}
+    train, held = split_heldout(tensors, heldout_fraction, seed)
     torch.manual_seed(seed)
     prompts = DoubleGrainedPrompts(clip, classes, PromptConfig(n_ctx, class_specific, init, variant == "tai_dpt"),
                                    seed=seed)
@@ -151,14 +175,7 @@ def train_tai_dpt(clip, caption_features: str | Path, out_path: str | Path, *, v
         return prompts.text_loss(batch, scale, text_temperature, margin)
 
     def on_epoch_end(epoch):
-        if not n_held:
-            return {}
-        t_global, t_local = prompts.class_features()
-        scores = global_logits(held["global"], t_global, scale)
-        if t_local is not None:
-            scores = 0.5 * scores + 0.5 * local_logits(held["tokens"], t_local, scale, text_temperature, held["mask"])
-        return {"heldout_loss": round(loss_fn(held).item(), 5),
-                "heldout_text_mAP": round(multilabel_metrics(scores.numpy(), held["labels"].numpy())["mAP"], 3)}
+        return heldout_log(prompts, held, loss_fn, scale, text_temperature)
 
     log = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train {variant}", on_epoch_end=on_epoch_end)
     prompts.save(out_path, extra={"variant": variant, "model_fingerprint": clip.fingerprint, "seed": seed})

@@ -167,10 +167,13 @@ def write_mined(rows: pd.DataFrame, classes: list[str], summary: dict, out_path:
 
     from mlr_core.io import atomic_path, atomic_write_json
 
-    labels = np.stack(rows["labels"].to_numpy()).astype(np.int8)
-    table = pa.table({"caption": rows["caption"].tolist(), "source": rows["source"].tolist(),
-                      "image_id": rows["image_id"].tolist(),
-                      "labels": pa.FixedSizeListArray.from_arrays(pa.array(labels.ravel()), labels.shape[1])})
+    labels = np.stack(rows["labels"].to_numpy()).astype(np.int8) if len(rows) else np.zeros((0, len(classes)), np.int8)
+    columns = {"caption": rows["caption"].tolist(), "source": rows["source"].tolist(),
+               "image_id": pa.array(rows["image_id"].tolist(), pa.string()),
+               "labels": pa.FixedSizeListArray.from_arrays(pa.array(labels.ravel(), pa.int8()), len(classes))}
+    # extra text columns (e.g. the LLM sentences' kind) ride along; readers that do not know them ignore them
+    columns.update({c: pa.array(rows[c].tolist(), pa.string()) for c in rows.columns if c not in columns})
+    table = pa.table(columns)
     table = table.replace_schema_metadata({b"classes": json.dumps(list(classes)).encode()})
     with atomic_path(out_path) as tmp:
         pq.write_table(table, tmp)

@@ -1,0 +1,194 @@
+"""Data-free hierarchical prompts (Yang et al., "Data-free Multi-label Image Recognition via LLM-powered
+Prompt Tuning"): prompts learned from an LLM's sentences alone, no images and no captions.
+
+The prompt of class c is ``[shared | partial-shared level 1 | ... | class-specific] {class}.``:
+
+* shared tokens (``n_shared``) are one set for all classes;
+* partial-shared tokens (``n_partial[l]`` at level l) belong to the class's subgroup at that level (the LLM's
+  coarse and fine scene subgroups); a class that no subgroup names has its own tokens there (the paper's
+  t_{c,a}, t_{c,b});
+* class-specific tokens (``n_specific``) are the class's own.
+
+The paper's ablations are layouts of the same tokens: ``shared`` (all tokens shared, CoOp-style),
+``class_specific`` (all the class's own), ``hierarchical``. Its "hand-crafted" row is zero-shot CLIP + DPT
+(method ``zsclip_dpt``). Training follows TaI-DPT (:mod:`mlr_core.methods.tai_dpt`): sentence features
+stand in for images, global and local prompts, ranking loss on both; plus the order loss (eq. 13) that
+anchors the learned classes' similarity structure to the hand-crafted prompts':
+
+    L = rank(S^G) + rank(S^L) + lambda_1 * (KL(P_H || P_G) + KL(P_H || P_L)),   lambda_1 = 0.2
+    test score = lambda_2 * S^G + (1 - lambda_2) * S^L,                             lambda_2 = 0.65
+
+with lr 0.002 decayed x0.1 after epochs 2 and 5, 10 epochs (paper Sec. 5.2).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlr_core.losses import order_loss
+from mlr_core.methods.tai_dpt import DoubleGrainedPrompts, heldout_log, load_caption_features, split_heldout
+
+LAYOUTS = ("hierarchical", "shared", "class_specific")
+
+
+@dataclass(frozen=True)
+class HierarchyConfig:
+    """Token counts and, per partial-shared level, each class's group index (-1: no group, own tokens)."""
+
+    layout: str = "hierarchical"
+    n_shared: int = 16
+    n_partial: tuple[int, ...] = (8, 4)
+    n_specific: int = 4
+    groups: tuple[tuple[int, ...], ...] = field(default_factory=tuple)  # (levels, C)
+    use_local: bool = True
+
+    @property
+    def n_ctx(self) -> int:
+        return self.n_shared + sum(self.n_partial) + self.n_specific
+
+    def counts(self) -> tuple[int, tuple[int, ...], int]:
+        """(shared, partial per level, specific) after the layout: the ablations keep the total."""
+        if self.layout == "shared":
+            return self.n_ctx, (), 0
+        if self.layout == "class_specific":
+            return 0, (), self.n_ctx
+        if self.layout != "hierarchical":
+            raise ValueError(f"datafree.layout must be one of {LAYOUTS}, got {self.layout!r}")
+        return self.n_shared, tuple(self.n_partial), self.n_specific
+
+
+def group_index(subgroups: list[list[str]], classes: list[str]) -> tuple[int, ...]:
+    """Each class's group at one level (first group naming it), -1 where none does."""
+    index = [-1] * len(classes)
+    for g, members in enumerate(subgroups):
+        for name in members:
+            if name not in classes:
+                raise ValueError(f"subgroup member {name!r} is not a class ({classes[:5]}...)")
+            c = classes.index(name)
+            if index[c] == -1:
+                index[c] = g
+    return tuple(index)
+
+
+def load_subgroups(path: str | Path, classes: list[str], levels: int) -> tuple[tuple[int, ...], ...]:
+    """The LLM stage's subgroups JSON -> per level (coarse, fine, ...) each class's group index."""
+    data = json.loads(Path(path).read_text())
+    names = ["coarse", "fine"]
+    if levels > len(names):
+        raise ValueError(f"datafree.n_partial has {levels} levels; the subgroups file has {names}")
+    return tuple(group_index([g["classes"] for g in data[name]], classes) for name in names[:levels])
+
+
+class HierarchicalContext(torch.nn.Module):
+    """``forward() -> (C, n_ctx, width)``: shared, partial-shared (per level) and class-specific tokens."""
+
+    group_rows: list[torch.Tensor]
+
+    def __init__(self, n_classes: int, width: int, cfg: HierarchyConfig, gen: torch.Generator):
+        super().__init__()
+        n_shared, n_partial, n_specific = cfg.counts()
+        self.n_classes = n_classes
+
+        def init(*shape):
+            return torch.nn.Parameter(torch.randn(*shape, generator=gen) * 0.02)
+
+        self.shared = init(n_shared, width) if n_shared else None
+        self.partial = torch.nn.ParameterList()
+        for level, n in enumerate(n_partial):
+            groups = cfg.groups[level] if level < len(cfg.groups) else (-1,) * n_classes
+            if len(groups) != n_classes:
+                raise ValueError(f"level {level}: {len(groups)} group indices for {n_classes} classes")
+            n_groups = max(groups) + 1
+            # rows 0..G-1 are the groups' tokens, row G + c is class c's own (used when it has no group)
+            rows = torch.tensor([g if g >= 0 else n_groups + c for c, g in enumerate(groups)])
+            self.register_buffer(f"rows_{level}", rows, persistent=False)
+            self.partial.append(init(n_groups + n_classes, n, width))
+        self.specific = init(n_classes, n_specific, width) if n_specific else None
+
+    def forward(self) -> torch.Tensor:
+        parts = []
+        if self.shared is not None:
+            parts.append(self.shared.unsqueeze(0).expand(self.n_classes, -1, -1))
+        for level, tokens in enumerate(self.partial):
+            parts.append(tokens[getattr(self, f"rows_{level}")])
+        if self.specific is not None:
+            parts.append(self.specific)
+        return torch.cat(parts, dim=1)
+
+
+class HierarchicalPrompts(DoubleGrainedPrompts):
+    """Global and local hierarchical prompts; everything else (class features, ranking loss on text,
+    scorer, save/load) is TaI-DPT's."""
+
+    config_class = HierarchyConfig
+
+    def __init__(self, clip, classnames: list[str], cfg: HierarchyConfig, seed: int = 0):
+        cfg = HierarchyConfig(**{**cfg.__dict__, "n_partial": tuple(cfg.n_partial),
+                                 "groups": tuple(tuple(g) for g in cfg.groups)})
+        super().__init__(clip, classnames, cfg, seed)
+
+    def make_context(self, clip, gen: torch.Generator) -> HierarchicalContext:
+        return HierarchicalContext(len(self.classnames), self.encoder.width, self.cfg, gen)
+
+    def loss(self, batch: dict, anchor: torch.Tensor | None, *, scale: float, text_temperature: float, margin: float,
+             order_weight: float, order_temperature: float) -> torch.Tensor:
+        features = self.class_features()
+        loss = self.text_loss(batch, scale, text_temperature, margin, features=features)
+        if order_weight > 0 and anchor is not None:
+            loss = loss + order_weight * sum(order_loss(f, anchor, order_temperature) for f in features if f is not None)
+        return loss
+
+
+def select_kinds(sentences_path: str | Path, n_rows: int, kinds: list[str]) -> np.ndarray:
+    """Row indices of the sentences of the given kinds (the feature cache has the sentences' order)."""
+    import pyarrow.parquet as pq
+
+    kind = np.asarray(pq.read_table(sentences_path, columns=["kind"]).column("kind").to_pylist())
+    if len(kind) != n_rows:
+        raise ValueError(f"{sentences_path} has {len(kind)} sentences but the feature cache {n_rows}: "
+                         f"re-run the llm_text_features stage")
+    keep = np.flatnonzero(np.isin(kind, kinds))
+    if not len(keep):
+        raise ValueError(f"datafree.kinds {kinds}: no sentence of these kinds in {sentences_path} "
+                         f"(it has {sorted(set(kind.tolist()))})")
+    return keep
+
+
+def train_datafree(clip, sentence_features: str | Path, sentences: str | Path, subgroups: str | Path,
+                   out_path: str | Path, *, cfg: HierarchyConfig, kinds: list[str], optim, margin: float, scale: float,
+                   text_temperature: float, order_weight: float, order_temperature: float, hand_template: str,
+                   heldout_fraction: float, seed: int) -> list[dict]:
+    """Fit hierarchical prompts on the LLM sentences' cached features; save them; return the training log.
+
+    As in TaI-DPT a seeded ``heldout_fraction`` of the sentences is only logged, never selected on.
+    """
+    from mlr_core.methods.zsclip import hand_crafted_text
+    from mlr_core.train import fit
+
+    tensors, classes = load_caption_features(sentence_features, clip.fingerprint)
+    keep = torch.from_numpy(select_kinds(sentences, len(tensors["labels"]), kinds))
+    tensors = {k: v[keep] for k, v in tensors.items()}
+    levels = len(cfg.counts()[1])
+    cfg = HierarchyConfig(**{**cfg.__dict__, "groups": load_subgroups(subgroups, classes, levels) if levels else ()})
+
+    train, held = split_heldout(tensors, heldout_fraction, seed)
+    torch.manual_seed(seed)
+    prompts = HierarchicalPrompts(clip, classes, cfg, seed=seed)
+    anchor = hand_crafted_text(clip, classes, hand_template) if order_weight > 0 else None
+
+    def loss_fn(batch):
+        return prompts.loss(batch, anchor, scale=scale, text_temperature=text_temperature, margin=margin,
+                            order_weight=order_weight, order_temperature=order_temperature)
+
+    def on_epoch_end(epoch):
+        return heldout_log(prompts, held, loss_fn, scale, text_temperature)
+
+    log = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train datafree ({cfg.layout})",
+              on_epoch_end=on_epoch_end)
+    prompts.save(out_path, extra={"method": "datafree", "model_fingerprint": clip.fingerprint, "seed": seed,
+                                  "kinds": list(kinds), "n_sentences": len(tensors["labels"])})
+    return log

@@ -1,0 +1,75 @@
+"""Score ensembles, as in the TaI-DPT and T2I-PAL papers: two trained methods' saved test scores, each min-max
+normalised per class over the test images, mixed with a fixed weight,
+
+    s = (1 - w) * minmax(s_base) + w * minmax(s_other)
+
+(TaI-DPT + CoOp-DPT for few-shot, TaI-DPT or T2I-PAL + DualCoOp for partial labels). It reads the Parquet
+scores the evaluation stages write (``data/scores/<method>.parquet``), so trying another weight retrains
+nothing. The weight is a param, never chosen on the test split. The mixed score lies in [0, 1] and doubles
+as the probability of the threshold metrics.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mlr_core.scores import minmax_normalise
+
+
+def read_scores(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
+    """-> (image ids, classes, (N, C) scores) of a scores file written by :func:`mlr_core.evaluate.write_scores`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: scores not found (run the method's evaluation stage first)")
+    table = pq.read_table(path)
+    classes = table.schema.metadata[b"classes"].decode().split("\n")
+    scores = table.column("scores").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(len(table), -1)
+    return table.column("image_id").to_pylist(), classes, scores.astype(np.float64)
+
+
+def mix_scores(base: np.ndarray, other: np.ndarray, weight: float) -> np.ndarray:
+    """(1 - weight) * minmax(base) + weight * minmax(other), per class over images."""
+    if base.shape != other.shape:
+        raise ValueError(f"score shapes differ: {base.shape} vs {other.shape}")
+    if not 0 <= weight <= 1:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    return (1 - weight) * minmax_normalise(base) + weight * minmax_normalise(other)
+
+
+def ensemble(base_path: str | Path, other_path: str | Path, weight: float) -> tuple[list[str], list[str], np.ndarray]:
+    """Mix two score files, aligned by image id (both must score the same images and classes)."""
+    ids_a, cls_a, a = read_scores(base_path)
+    ids_b, cls_b, b = read_scores(other_path)
+    if cls_a != cls_b:
+        raise ValueError(f"{base_path} and {other_path} score different classes")
+    if set(ids_a) != set(ids_b):
+        raise ValueError(f"{base_path} and {other_path} score different images")
+    pos = {i: r for r, i in enumerate(ids_b)}
+    return ids_a, cls_a, mix_scores(a, b[[pos[i] for i in ids_a]], weight)
+
+
+def evaluate_ensemble(base_path: str | Path, other_path: str | Path, weight: float, test_cache: str | Path, *,
+                      threshold: float, top_k: list[int], metrics_path: str | Path, plots_dir: str | Path,
+                      scores_path: str | Path | None = None, info: dict | None = None) -> dict:
+    """Mix, then evaluate against the test cache's labels with the shared metrics (and save the mixed scores)."""
+    from mlr_core.cache import FeatureCache
+    from mlr_core.evaluate import evaluate_scores, write_scores
+
+    ids, classes, mixed = ensemble(base_path, other_path, weight)
+    cache = FeatureCache(test_cache)
+    labels = cache.read(())
+    if cache.classes != classes:
+        raise ValueError(f"{test_cache} has other classes than the scores")
+    pos = {i: r for r, i in enumerate(labels.image_ids)}
+    missing = [i for i in ids if i not in pos]
+    if missing:
+        raise ValueError(f"{len(missing)} scored images are not in {test_cache} (e.g. {missing[0]})")
+    targets = labels.labels[[pos[i] for i in ids]]
+    if scores_path is not None:
+        write_scores(scores_path, ids, classes, mixed)
+    return evaluate_scores(mixed, mixed, targets, classes, threshold=threshold, top_k=top_k,
+                           metrics_path=metrics_path, plots_dir=plots_dir,
+                           info={"base": Path(base_path).stem, "other": Path(other_path).stem, "weight": weight,
+                                 **(info or {})})

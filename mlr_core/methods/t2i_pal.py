@@ -1,0 +1,222 @@
+"""T2I-PAL (text-to-image generation for prompt-adapter learning): TaI-DPT's double-grained prompts trained
+on captions AND on images a text-to-image model synthesised from them, plus a class-prototype adapter shared
+by both branches.
+
+Everything trains on cached features (caption features from the text_features stage, synthetic-image
+features from the features stage run on the synthesis stage's folder); the frozen text tower runs only for
+the prompts. With ``f^g`` a global feature (caption EOT / image attention pool) and ``f_j`` its local
+features (caption tokens / image regions), class-specific global and local prompts give class features
+``G`` and ``L`` (C, D) and, all vectors unit-normalised,
+
+    s_i   = scale * cos(f^g, G_i)                                    (global logit)
+    h_ij  = softmax_j(cos(f_j, L_i) / tau)                           (class-wise heat map)
+    s'_i  = sum_j h_ij * scale * cos(f_j, L_i)                       (local logit)
+    H_i   = sum_j h_ij f_j                                           (class-attended local feature)
+    q_i   = exp(-beta (1 - cos(H_i, A_i)))                           (affinity to the learnable prototype A_i)
+    s~'_i = alpha q_i + s'_i                                         (local logit of the prompt-adapter)
+    L_*   = ranking(s, y) + ranking(s~', y)     for * in {img, text}
+    L     = gamma L_img + (1 - gamma) L_text
+
+``A`` (C x D) is one matrix shared by the image and text branches. Ablations (params): ``train_on``
+images / captions only, ``adapter`` none (alpha q dropped) or global (q from ``f^g`` added to the global
+logit instead of the local one). At test: ``(1 - w) s + w s~'`` on the test image features.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from mlr_core.io import atomic_path
+from mlr_core.losses import ranking_loss
+from mlr_core.models.features import PromptTextEncoder
+from mlr_core.scores import ClassScorer, class_heatmap, global_logits
+
+ADAPTERS = ("local", "global", "none")
+
+
+@dataclass(frozen=True)
+class PalConfig:
+    n_ctx: int = 16
+    class_specific: bool = True
+    adapter: str = "local"  # local | global | none
+    alpha: float = 1.0
+    beta: float = 3.5
+    tau: float = 0.02
+    scale: float = 4.0
+
+    def __post_init__(self):
+        if self.adapter not in ADAPTERS:
+            raise ValueError(f"adapter must be one of {ADAPTERS}, got {self.adapter!r}")
+
+
+def affinity(features: torch.Tensor, prototypes: torch.Tensor, beta: float) -> torch.Tensor:
+    """q = exp(-beta (1 - cos)): (N, C, D) class-wise features (or (N, D) global ones) against (C, D)
+    prototypes, class by class -> (N, C)."""
+    a = F.normalize(prototypes.float(), dim=-1)
+    f = F.normalize(features.float(), dim=-1)
+    cos = (f * a).sum(-1) if f.dim() == 3 else f @ a.T
+    return torch.exp(-beta * (1 - cos))
+
+
+def adapted_global_logits(global_: torch.Tensor, text_global: torch.Tensor, prototypes: torch.Tensor | None,
+                          cfg: PalConfig) -> torch.Tensor:
+    """(N, C) global logits; with the global-adapter ablation, + alpha q of the global feature."""
+    s = global_logits(global_, text_global, cfg.scale)
+    if prototypes is not None and cfg.adapter == "global":
+        s = s + cfg.alpha * affinity(global_, prototypes, cfg.beta)
+    return s
+
+
+def adapted_local_logits(local: torch.Tensor, mask: torch.Tensor | None, text_local: torch.Tensor,
+                         prototypes: torch.Tensor | None, cfg: PalConfig) -> torch.Tensor:
+    """(N, C) local logits s~' = alpha q + s' of (N, J, D) local features (s' alone without a local adapter)."""
+    heat, cos = class_heatmap(local, text_local, 1.0 / cfg.tau, mask)
+    s = (heat * cfg.scale * cos).sum(-1)
+    if prototypes is not None and cfg.adapter == "local":
+        attended = torch.einsum("ncj,njd->ncd", heat, F.normalize(local.float(), dim=-1))
+        s = s + cfg.alpha * affinity(attended, prototypes, cfg.beta)
+    return s
+
+
+class T2IPal(torch.nn.Module):
+    """Class-specific global and local contexts, the frozen text tower that encodes them, and the prototypes A."""
+
+    def __init__(self, clip, classnames: list[str], cfg: PalConfig, seed: int = 0):
+        super().__init__()
+        self.cfg, self.classnames = cfg, list(classnames)
+        self.encoder = PromptTextEncoder(clip.model, clip.tokenizer, self.classnames, cfg.n_ctx)
+        width, n_cls = self.encoder.token_embeds.shape[-1], len(self.classnames)
+        gen = torch.Generator().manual_seed(seed)
+        shape = (n_cls, cfg.n_ctx, width) if cfg.class_specific else (cfg.n_ctx, width)
+        self.ctx_global = torch.nn.Parameter(torch.randn(shape, generator=gen) * 0.02)
+        self.ctx_local = torch.nn.Parameter(torch.randn(shape, generator=gen) * 0.02)
+        with torch.no_grad():
+            dim = self.encoder(self.ctx_global).shape[-1]
+        self.prototypes = (torch.nn.Parameter(torch.randn(n_cls, dim, generator=gen) * 0.02)
+                           if cfg.adapter != "none" else None)
+
+    def class_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(self.ctx_global), self.encoder(self.ctx_local)
+
+    def branch_loss(self, batch: dict, class_features, margin: float) -> torch.Tensor:
+        """Ranking loss on the global and the adapted local logits of one branch: ``batch`` holds
+        ``global`` (B, D), ``local`` (B, J, D), optional ``mask`` (B, J) and ``labels`` (B, C)."""
+        t_global, t_local = class_features
+        s_global = adapted_global_logits(batch["global"], t_global, self.prototypes, self.cfg)
+        s_local = adapted_local_logits(batch["local"], batch.get("mask"), t_local, self.prototypes, self.cfg)
+        return ranking_loss(s_global, batch["labels"], margin) + ranking_loss(s_local, batch["labels"], margin)
+
+    def scorer(self, *, local_weight: float, probability_scale: float) -> PalScorer:
+        with torch.no_grad():
+            t_global, t_local = self.class_features()
+        return PalScorer(t_global.cpu(), t_local.cpu(),
+                         None if self.prototypes is None else self.prototypes.detach().cpu(), self.cfg,
+                         local_weight=local_weight, probability_scale=probability_scale)
+
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        tensors = {"ctx_global": self.ctx_global.detach().cpu().contiguous(),
+                   "ctx_local": self.ctx_local.detach().cpu().contiguous()}
+        if self.prototypes is not None:
+            tensors["prototypes"] = self.prototypes.detach().cpu().contiguous()
+        meta = {"classnames": json.dumps(self.classnames), "config": json.dumps(asdict(self.cfg)),
+                **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | Path, clip) -> tuple[T2IPal, dict]:
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        model = cls(clip, meta["classnames"], PalConfig(**meta["config"]))
+        tensors = load_file(str(path))
+        with torch.no_grad():
+            for name, value in tensors.items():
+                getattr(model, name).copy_(value)
+        return model, meta
+
+
+class PalScorer(ClassScorer):
+    """The test-time scorer: global and local logits with the prototype adapter, mixed as in TaI-DPT."""
+
+    def __init__(self, text_global, text_local, prototypes, cfg: PalConfig, *, local_weight: float,
+                 probability_scale: float):
+        super().__init__(text_global, text_local, scale=cfg.scale, local_temperature=1.0 / cfg.tau,
+                         local_weight=local_weight, probability_scale=probability_scale)
+        self.prototypes, self.cfg = prototypes, cfg
+
+    def global_scores(self, image_global):
+        return adapted_global_logits(image_global, self.text_global, self.prototypes, self.cfg)
+
+    def local_scores(self, dense, mask):
+        return adapted_local_logits(dense, mask, self.text_local, self.prototypes, self.cfg)
+
+
+def load_image_features(path: str | Path, fingerprint: str, classes: list[str]) -> dict[str, torch.Tensor]:
+    """The synthetic images' cached features as training tensors (fp32): global, local regions, labels."""
+    from mlr_core.cache import FeatureCache
+
+    cache = FeatureCache(path, expect_fingerprint=fingerprint)
+    if cache.is_text:
+        raise ValueError(f"{path}: a text feature cache, expected image features")
+    if cache.classes != list(classes):
+        raise ValueError(f"{path}: classes {cache.classes[:5]}... differ from the captions' {list(classes)[:5]}...")
+    full = cache.read(("global", "dense"))
+    return {"global": torch.from_numpy(full.global_.astype(np.float32)),
+            "local": torch.from_numpy(full.dense.astype(np.float32)),
+            "labels": torch.from_numpy(full.labels.astype(np.int64))}
+
+
+def train_t2i_pal(clip, caption_features: str | Path, image_features: str | Path | None, out_path: str | Path, *,
+                  cfg: PalConfig, train_on: str, gamma: float, margin: float, optim, seed: int) -> list[dict]:
+    """Fit T2I-PAL on cached caption and synthetic-image features; save it; return the training log.
+
+    ``train_on="both"``: each step takes ``optim.batch_size`` captions and as many synthetic images; an epoch
+    is one pass over the larger of the two, the smaller is cycled; ``"images"`` / ``"captions"``: that
+    source alone.
+    Fixed schedule, no model selection.
+    """
+    from mlr_core.methods.tai_dpt import load_caption_features
+    from mlr_core.train import fit
+
+    if train_on not in ("both", "images", "captions"):
+        raise ValueError(f"train_on must be both, images or captions, got {train_on!r}")
+    captions, classes = load_caption_features(caption_features, clip.fingerprint)
+    captions = {"global": captions["global"], "local": captions["tokens"], "mask": captions["mask"],
+                "labels": captions["labels"]}
+    images = None
+    if train_on != "captions":
+        if image_features is None:
+            raise ValueError("train_on needs synthetic image features")
+        images = load_image_features(image_features, clip.fingerprint, classes)
+    torch.manual_seed(seed)
+    model = T2IPal(clip, classes, cfg, seed=seed)
+
+    sources = {"captions": captions, "images": images}
+    if train_on == "both":  # an epoch is one pass over the larger source; the other is cycled beside it
+        first = max(("captions", "images"), key=lambda k: len(sources[k]["labels"]))
+        second = "images" if first == "captions" else "captions"
+        primary, aux = sources[first], sources[second]
+    else:
+        primary, aux = sources[train_on], None
+
+    def loss_fn(batch):
+        feats = model.class_features()
+        if train_on != "both":
+            return model.branch_loss(batch, feats, margin)
+        by_name = {first: batch, second: batch["aux"]}
+        return (gamma * model.branch_loss(by_name["images"], feats, margin)
+                + (1 - gamma) * model.branch_loss(by_name["captions"], feats, margin))
+
+    log = fit(model, primary, loss_fn, optim, seed=seed, desc=f"train t2i_pal (seed {seed})", aux=aux)
+    model.save(out_path, extra={"train_on": train_on, "gamma": gamma, "model_fingerprint": clip.fingerprint,
+                                "seed": seed, "n_captions": len(captions["labels"]),
+                                "n_images": 0 if images is None else len(images["labels"])})
+    return log

@@ -1,0 +1,134 @@
+"""One run of an image-supervised method: train on a label budget of the cached trainval features, then
+score the cached test split once and write the model, the scores (for ensembles) and the metrics.
+
+A run is ``<budget>_s<seed>`` (:mod:`mlr_core.budgets`). The validation part carved from trainval is scored
+after every epoch and logged (``val_mAP``) for the reader; the schedule is fixed and nothing is selected on
+it, nor on the test split.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mlr_core.budgets import budget_features, load_budget, parse_run
+from mlr_core.cache import FeatureCache
+from mlr_core.evaluate import evaluate_scores, score_cache, write_scores
+from mlr_core.io import atomic_write_json
+from mlr_core.metrics import multilabel_metrics, zero_shot_metrics
+
+METHODS = ("dualcoop", "pvlr", "coop", "coop_dpt")
+
+
+def _tensors(arrays: dict) -> dict[str, torch.Tensor]:
+    out = {k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items() if k != "labels"}
+    out["labels"] = torch.from_numpy(arrays["labels"].astype(np.int64))
+    return out
+
+
+def _trainer(method: str):
+    if method == "dualcoop":
+        from mlr_core.methods.dualcoop import train_dualcoop
+        return train_dualcoop
+    if method == "pvlr":
+        from mlr_core.methods.pvlr import train_pvlr
+        return train_pvlr
+    if method in ("coop", "coop_dpt"):
+        from mlr_core.methods.coop import train_coop
+        return train_coop
+    raise ValueError(f"unknown image-supervised method {method!r}; known: {METHODS}")
+
+
+def method_params(method: str, params):
+    isp = params.image_supervised
+    return {"dualcoop": isp.dualcoop, "pvlr": isp.pvlr, "coop": isp.coop, "coop_dpt": isp.coop}[method]
+
+
+def train_and_evaluate(method: str, run_name: str, clip, params, *, budgets_dir: str | Path,
+                       trainval_path: str | Path, test_path: str | Path, out_dir: str | Path = "data/models",
+                       scores_dir: str | Path = "data/scores", metrics_dir: str | Path = "metrics",
+                       plots_dir: str | Path = "plots") -> dict:
+    """Train ``method`` on run ``run_name`` and evaluate it on the test cache; returns the metrics summary.
+
+    Writes ``{out_dir}/{method}/{run}.safetensors``, ``{scores_dir}/{method}_{run}.parquet``,
+    ``{metrics_dir}/{method}/{run}.json`` and ``{plots_dir}/{method}/{run}/`` (training log, AP per class,
+    PR curve)."""
+    run = parse_run(run_name)
+    trainval = FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)
+    test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
+    if test.classes != trainval.classes:
+        raise ValueError(f"{test_path} and {trainval_path} have different classes")
+    budget = load_budget(budgets_dir, run.budget)
+    train = _tensors(budget_features(budget, trainval))
+    val = _tensors(budget_features(load_budget(budgets_dir, "val"), trainval))
+
+    def evaluate_val(scorer) -> dict:
+        if not len(val["labels"]):
+            return {}
+        s, _ = scorer(val["global"], val["dense"])
+        return {"val_mAP": round(multilabel_metrics(s.numpy(), val["labels"].numpy(), top_k=())["mAP"], 3)}
+
+    p = method_params(method, params)
+    torch.manual_seed(run.seed)
+    model, log = _trainer(method)(clip, trainval.classes, train, val, run=run, p=p, seed=run.seed,
+                                  evaluate_val=evaluate_val, **({"variant": method} if method.startswith("coop") else {}))
+    name = f"{method}_{run.name}"
+    model.save(Path(out_dir) / method / f"{run.name}.safetensors",
+               extra={"method": method, "run": run.name, "model_fingerprint": clip.fingerprint})
+    ids, scores, probs, targets = score_cache(test, model.scorer())
+    write_scores(Path(scores_dir) / f"{name}.parquet", ids, test.classes, scores)
+    ev = params.evaluate
+    info = {"method": method, "run": run.name, "budget": budget.name, "seed": run.seed,
+            "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum()),
+            "dataset": test.meta.get("dataset"), "image_size": test.meta["image_size"]}
+    metrics_path = Path(metrics_dir) / method / f"{run.name}.json"
+    summary = evaluate_scores(scores, probs, targets, test.classes, threshold=ev.threshold, top_k=ev.top_k,
+                              metrics_path=metrics_path, plots_dir=Path(plots_dir) / method / run.name, info=info)
+    if run.kind == "zsl":
+        seen, unseen = budget.info["seen"], budget.info["unseen"]
+        zs = zero_shot_metrics(scores, targets, [test.classes.index(c) for c in unseen],
+                               [test.classes.index(c) for c in seen], top_k=ev.top_k,
+                               zsl_images=getattr(p, "zsl_images", "with_unseen"))
+        summary.update({part: {k: round(v, 3) if isinstance(v, float) else v for k, v in m.items()}
+                        for part, m in zs.items()})
+        summary["unseen"] = unseen
+        atomic_write_json(metrics_path, summary)
+    atomic_write_json(Path(plots_dir) / method / run.name / "train_log.json", log)
+    return summary
+
+
+def split_method_run(name: str) -> tuple[str, str] | None:
+    """``dualcoop_partial10_s0`` -> (``dualcoop``, ``partial10_s0``); None if ``name`` is not such a name."""
+    for method in sorted(METHODS, key=len, reverse=True):
+        if name.startswith(method + "_"):
+            try:
+                parse_run(name[len(method) + 1:])
+            except ValueError:
+                return None
+            return method, name[len(method) + 1:]
+    return None
+
+
+def load_trained_scorer(method: str, run_name: str, clip, classes: list[str], params,
+                        models_dir: str | Path = "data/models"):
+    """The test-time scorer of a trained run (``{models_dir}/{method}/{run}.safetensors``)."""
+    path = Path(models_dir) / method / f"{run_name}.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trained model (run the {method} stage for {run_name})")
+    if method == "dualcoop":
+        from mlr_core.methods.dualcoop import DualCoOp
+        model = DualCoOp.load(path, clip)
+    elif method == "pvlr":
+        from mlr_core.methods.pvlr import PVLR
+        model = PVLR.load(path, clip)
+    else:
+        from mlr_core.methods.coop import CoopModel
+        from mlr_core.methods.tai_dpt import DoubleGrainedPrompts
+        p = params.image_supervised.coop
+        model = CoopModel(DoubleGrainedPrompts.load(path, clip)[0], scale=p.scale, image_temperature=p.image_temperature,
+                          local_weight=p.local_weight, probability_scale=float(clip.model.logit_scale.exp().item()))
+    trained = getattr(model, "classnames", None) or model.prompts.classnames
+    if list(trained) != list(classes):
+        raise ValueError(f"{path} was trained for classes {list(trained)[:5]}..., the cache has {list(classes)[:5]}...")
+    return model.scorer()

@@ -1,0 +1,292 @@
+"""Synthetic training images from captions with any diffusers text-to-image pipeline (T2I-PAL's data).
+
+Prompts are the mined captions (and, where params say so, the LLM stage's scene sentences); each prompt
+gets ``images_per_caption`` images. Image ``k`` of caption ``id`` is drawn from its own generator seeded by
+:func:`image_seed` ``(seed, id, k, attempt)``, so any image can be regenerated alone and reruns are
+bit-identical on the same device and batch size. An image the pipeline's safety checker blanked (all
+black) or that failed to decode (non-finite pixels, e.g. an fp16 VAE overflow) is regenerated with the
+next attempt's seed, up to ``max_retries`` times, then dropped; both are counted.
+
+Output, one folder (``out_dir``), written as a whole once complete:
+
+* ``images/<shard>/<caption id>_<k>.png``;
+* ``manifest.parquet``: caption_id, caption, source, index, attempt, seed, path, labels (C int8),
+  schema metadata ``classes`` (the mined-captions convention);
+* ``manifest.csv`` + ``classes.txt``: the generic dataset format (:mod:`mlr_core.data.manifest`, every row
+  split ``trainval``), so the feature-cache stage encodes the synthetic set like any benchmark;
+* ``summary.json``: counts and throughput; ``state.json``: the model, config and prompt list it was made
+  from (a rerun with the same state returns at once).
+
+Work is split in shards of ``shard_size`` captions, done in ``<out_dir>.partial/``; a shard is finished
+when its Parquet file exists (written atomically after its images), so a killed run resumes at the first
+missing shard. Shard ``k`` belongs to process ``k % world_size`` (``accelerate launch`` / ``torchrun``), so
+processes never collide and the result does not depend on their number.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import shutil
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from mlr_core.io import atomic_path, atomic_write_json, atomic_write_text, replace_dir
+from mlr_core.metrics import IGNORE
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Prompts:
+    """Prompts with stable ids and multi-label targets (1 / 0 / IGNORE)."""
+
+    ids: list[str]
+    texts: list[str]
+    sources: list[str]
+    labels: np.ndarray  # (N, C) int8
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, rows: Sequence[int]) -> Prompts:
+        rows = list(rows)
+        return Prompts([self.ids[i] for i in rows], [self.texts[i] for i in rows], [self.sources[i] for i in rows],
+                       self.labels[rows], self.classes)
+
+
+def load_prompts(captions: str | Path, sentences: str | Path | None = None,
+                 sentence_kinds: Sequence[str] = ("relationship",)) -> Prompts:
+    """The mined captions (ids ``cap<i>``, as the text feature cache names them) followed by the LLM
+    stage's sentences of the given ``kind`` (ids ``llm<i>``, ``i`` the row in that file)."""
+    from mlr_core.text.mining import read_mined
+
+    texts, ids, labels, classes = read_mined(captions)
+    prompts = Prompts(ids, texts, ["caption"] * len(ids), labels, classes)
+    if sentences is None:
+        return prompts
+    s_texts, _, s_labels, s_classes = read_mined(sentences)
+    if s_classes != classes:
+        raise ValueError(f"{sentences}: classes {s_classes[:5]}... differ from {captions}'s {classes[:5]}...")
+    kinds = pq.read_table(sentences, columns=["kind"]).column("kind").to_pylist()
+    keep = [i for i, k in enumerate(kinds) if k in set(sentence_kinds)]
+    return Prompts(ids + [f"llm{i}" for i in keep], texts + [s_texts[i] for i in keep],
+                   prompts.sources + [f"llm:{kinds[i]}" for i in keep],
+                   np.concatenate([labels, s_labels[keep]]), classes)
+
+
+def balanced_subset(prompts: Prompts, per_class: int | None, seed: int) -> Prompts:
+    """All prompts (``per_class=None``) or, per class, the first ``per_class`` prompts holding it in a
+    seeded shuffle (their union, in the original order)."""
+    if per_class is None:
+        return prompts
+    order = np.random.default_rng(seed).permutation(len(prompts))
+    chosen: set[int] = set()
+    for c in range(len(prompts.classes)):
+        chosen.update(order[prompts.labels[order, c] == 1][:per_class].tolist())
+    return prompts.select(sorted(chosen))
+
+
+def image_seed(seed: int, prompt_id: str, index: int, attempt: int = 0) -> int:
+    """The generator seed of image ``index`` of prompt ``prompt_id`` (retry ``attempt``): a hash, so it
+    depends on nothing but these four values."""
+    digest = hashlib.sha256(f"{seed}/{prompt_id}/{index}/{attempt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def load_pipeline(model: str, device: str = "cpu", dtype: str = "fp32", scheduler: str | None = None):
+    """Any diffusers text-to-image pipeline by Hugging Face id or local folder
+    (:func:`mlr_core.models.t2i.load_t2i`), optionally with another scheduler class (a diffusers name, e.g.
+    ``EulerAncestralDiscreteScheduler``) built from its config."""
+    import diffusers
+
+    from mlr_core.models.t2i import load_t2i
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+    pipe = load_t2i(model, device, dtype)
+    if scheduler:
+        cls = getattr(diffusers, scheduler, None)
+        if cls is None or not hasattr(cls, "from_config"):
+            raise ValueError(f"unknown diffusers scheduler {scheduler!r}")
+        pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generate(pipe, prompts: list[str], seeds: list[int], *, steps: int, guidance: float,
+             resolution: int | None) -> tuple[np.ndarray, list[bool]]:
+    """One pipeline call: (B, H, W, 3) float images in [0, 1] and, per image, whether it is unusable
+    (blanked by a safety checker, all black, or non-finite)."""
+    device = getattr(pipe, "device", torch.device("cpu"))
+    gens = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    size = {} if resolution is None else {"height": resolution, "width": resolution}
+    out = pipe(prompt=prompts, num_inference_steps=steps, guidance_scale=guidance, generator=gens,
+               output_type="np", **size)
+    images = np.asarray(out.images, dtype=np.float32)
+    flagged = getattr(out, "nsfw_content_detected", None) or [False] * len(prompts)
+    bad = [bool(f) or not np.isfinite(im).all() or float(np.nan_to_num(im).max()) <= 1.0 / 255
+           for im, f in zip(images, flagged)]
+    return images, bad
+
+
+def _to_png(image: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(tmp, format="PNG")
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    images_per_caption: int = 1
+    resolution: int | None = None
+    steps: int = 20
+    guidance: float = 7.5
+    batch_size: int = 8
+    seed: int = 0
+    shard_size: int = 64  # captions per shard
+    max_retries: int = 2
+
+
+def _labels_field(labels: np.ndarray, classes: list[str]) -> str:
+    """A target row as the generic manifest writes it: positive names, ``?name`` for unknown."""
+    names = [c for c, v in zip(classes, labels) if v == 1] + [f"?{c}" for c, v in zip(classes, labels) if v == IGNORE]
+    return ";".join(names)
+
+
+def _synthesize_shard(pipe, prompts: Prompts, lo: int, hi: int, shard: int, work: Path, cfg: SynthesisConfig,
+                      bar) -> tuple[pa.Table, dict]:
+    queue = deque((r, k, 0) for r in range(lo, hi) for k in range(cfg.images_per_caption))
+    rows, counts = [], {"regenerated": 0, "dropped": 0}
+    while queue:
+        batch = [queue.popleft() for _ in range(min(cfg.batch_size, len(queue)))]
+        seeds = [image_seed(cfg.seed, prompts.ids[r], k, a) for r, k, a in batch]
+        images, bad = generate(pipe, [prompts.texts[r] for r, _, _ in batch], seeds, steps=cfg.steps,
+                               guidance=cfg.guidance, resolution=cfg.resolution)
+        for (r, k, a), s, image, is_bad in zip(batch, seeds, images, bad):
+            if is_bad:
+                if a < cfg.max_retries:
+                    counts["regenerated"] += 1
+                    queue.appendleft((r, k, a + 1))
+                else:
+                    counts["dropped"] += 1
+                    bar.update(1)
+                continue
+            path = f"images/{shard:05d}/{prompts.ids[r]}_{k}.png"
+            _to_png(image, work / path)
+            rows.append((r, k, a, s, path))
+            bar.update(1)
+    rows.sort()
+    c = len(prompts.classes)
+    table = pa.table({
+        "caption_id": pa.array([prompts.ids[r] for r, *_ in rows], pa.string()),
+        "caption": pa.array([prompts.texts[r] for r, *_ in rows], pa.string()),
+        "source": pa.array([prompts.sources[r] for r, *_ in rows], pa.string()),
+        "index": pa.array([k for _, k, *_ in rows], pa.int32()),
+        "attempt": pa.array([a for _, _, a, *_ in rows], pa.int32()),
+        "seed": pa.array([s for *_, s, _ in rows], pa.int64()),
+        "path": pa.array([p for *_, p in rows], pa.string()),
+        "labels": pa.FixedSizeListArray.from_arrays(
+            pa.array(prompts.labels[[r for r, *_ in rows]].astype(np.int8).reshape(-1), pa.int8()), c),
+    })
+    return table.replace_schema_metadata({b"counts": json.dumps(counts).encode()}), counts
+
+
+def synthesize(pipe, prompts: Prompts, out_dir: str | Path, cfg: SynthesisConfig, *, model: str = "",
+               processes=None) -> dict:
+    """Generate the images of ``prompts`` into ``out_dir`` (see the module docstring); returns the summary.
+
+    ``processes`` is an ``accelerate.PartialState`` (``mlr_core.cache.launched_processes``) for data-parallel
+    runs; process ``r`` of ``n`` does shards ``r, r + n, ...`` and the main process assembles the folder.
+    """
+    from mlr_core.cache import _SingleProcess
+
+    processes = processes or _SingleProcess()
+    out_dir = Path(out_dir)
+    work = out_dir.with_name(out_dir.name + ".partial")
+    state = {"model": model, "config": cfg.__dict__, "classes": prompts.classes,
+             "prompts": hashlib.sha256("\n".join(f"{i}\t{t}" for i, t in zip(prompts.ids, prompts.texts))
+                                       .encode()).hexdigest()[:16], "n": len(prompts)}
+    done = out_dir / "state.json"
+    if done.is_file() and json.loads(done.read_text()) == state and (out_dir / "summary.json").is_file():
+        print(f"synthesis: {out_dir} is up to date")
+        return json.loads((out_dir / "summary.json").read_text())
+    state_file = work / "state.json"
+    if processes.is_main_process:
+        if work.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
+            shutil.rmtree(work)  # shards of another model, config or prompt list are never mixed in
+        work.mkdir(parents=True, exist_ok=True)
+        if not state_file.exists():
+            atomic_write_json(state_file, state)
+    processes.wait_for_everyone()
+
+    n_shards = math.ceil(len(prompts) / cfg.shard_size)
+    mine = [k for k in range(n_shards) if k % processes.num_processes == processes.process_index]
+    todo = [k for k in mine if not (work / f"shard-{k:05d}.parquet").exists()]
+    if len(todo) < len(mine):
+        print(f"synthesis: resuming, {len(mine) - len(todo)} of {len(mine)} shards already done")
+    n_todo = sum(min(cfg.shard_size, len(prompts) - k * cfg.shard_size) for k in todo) * cfg.images_per_caption
+    bar = tqdm(total=n_todo, desc=f"synthesize (process {processes.process_index})", unit="img")
+    start = time.perf_counter()
+    for k in todo:
+        lo, hi = k * cfg.shard_size, min(len(prompts), (k + 1) * cfg.shard_size)
+        table, _ = _synthesize_shard(pipe, prompts, lo, hi, k, work, cfg, bar)
+        with atomic_path(work / f"shard-{k:05d}.parquet") as tmp:
+            pq.write_table(table, tmp)
+    bar.close()
+    seconds = time.perf_counter() - start
+    if todo:
+        atomic_write_json(work / f"timing-{processes.process_index}.json", {"seconds": seconds, "images": n_todo})
+    processes.wait_for_everyone()
+    summary = None
+    if processes.is_main_process:
+        summary = _assemble(work, out_dir, n_shards, prompts.classes, state)
+    processes.wait_for_everyone()
+    return summary or json.loads((out_dir / "summary.json").read_text())
+
+
+def _assemble(work: Path, out_dir: Path, n_shards: int, classes: list[str], state: dict) -> dict:
+    shards = [work / f"shard-{k:05d}.parquet" for k in range(n_shards)]
+    missing = [s.name for s in shards if not s.exists()]
+    if missing:
+        raise RuntimeError(f"{work}: cannot assemble, shards missing: {missing[:5]}")
+    tables = [pq.read_table(s) for s in shards]
+    counts = {"regenerated": 0, "dropped": 0}
+    for t in tables:
+        for key, v in json.loads(t.schema.metadata[b"counts"]).items():
+            counts[key] += v
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+    table = table.replace_schema_metadata({b"classes": json.dumps(classes).encode()})
+    timings = [json.loads(p.read_text()) for p in work.glob("timing-*.json")]
+    seconds = max((t["seconds"] for t in timings), default=0.0)
+    summary = {"model": state["model"], "prompts": state["n"], "images": table.num_rows, **counts,
+               "images_per_caption": state["config"]["images_per_caption"], "steps": state["config"]["steps"],
+               "last_run_seconds": round(seconds, 2),
+               "last_run_images_per_second": round(sum(t["images"] for t in timings) / seconds, 3) if seconds else None}
+    with atomic_path(work / "manifest.parquet") as tmp:
+        pq.write_table(table, tmp)
+    labels = table.column("labels").combine_chunks().values.to_numpy().reshape(table.num_rows, -1)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image", "split", "labels"])
+    writer.writerows([p, "trainval", _labels_field(row, classes)]
+                     for p, row in zip(table.column("path").to_pylist(), labels))
+    atomic_write_text(work / "manifest.csv", buf.getvalue())
+    atomic_write_text(work / "classes.txt", "\n".join(classes) + "\n")
+    for p in [*shards, *work.glob("timing-*.json")]:
+        p.unlink()
+    atomic_write_json(work / "summary.json", summary)
+    replace_dir(work, out_dir)
+    return summary

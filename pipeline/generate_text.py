@@ -1,0 +1,34 @@
+"""Stage llm_text: ask the LLM the data-free method's questions; label its sentences with the noun filter
+(params: llm, dataset)."""
+import sys
+
+from _common import stage_args
+
+from mlr_core.data.datasets import load_dataset
+from mlr_core.data.manifest import DatasetError
+from mlr_core.text.llm import LLMUnavailableError, ReplyCache, SamplingConfig, make_backend
+from mlr_core.text.llm_text import QuestionCounts, generate_llm_text, load_questions, write_llm_text
+from mlr_core.text.mining import load_synonyms
+
+args, params = stage_args(__doc__, lambda p: (p.add_argument("--out-dir", default="data/llm"),
+                                              p.add_argument("--summary", default="metrics/llm_text.json")))
+lp, ds = params.llm, params.dataset
+try:
+    questions = load_questions(lp.questions)  # bad templates fail before the model loads
+    classes = load_dataset(ds.name, ds.root, manifest=ds.manifest, classes=ds.classes, voc_difficult=ds.voc_difficult,
+                           coco_unannotated=ds.coco_unannotated).classes
+    table = load_synonyms(lp.synonyms, classes)
+    backend = make_backend(lp.backend, lp.model, sampling=SamplingConfig(**lp.sampling.model_dump()),
+                           gguf_file=lp.gguf_file, batch_size=lp.batch_size, device=lp.device, dtype=lp.dtype,
+                           base_url=lp.base_url, api_key_env=lp.api_key_env, concurrency=lp.concurrency,
+                           timeout_s=lp.timeout_s)
+    rows, subgroups, summary = generate_llm_text(backend, ReplyCache(lp.reply_cache), classes, table,
+                                                 questions=questions, counts=QuestionCounts(**lp.counts.model_dump()),
+                                                 kinds=lp.kinds, seed=lp.seed, max_retries=lp.max_retries)
+    write_llm_text(rows, subgroups, summary, classes, sentences_path=f"{args.out_dir}/sentences.parquet",
+                   subgroups_path=f"{args.out_dir}/subgroups.json", summary_path=args.summary)
+except (DatasetError, LLMUnavailableError, FileNotFoundError, ValueError) as e:
+    sys.exit(f"error: {e}")
+print(f"LLM text: {summary['kept']} sentences ({summary['per_kind']}), {summary['dropped_no_class']} without a class; "
+      f"{summary['replies_generated_now']} replies generated now; "
+      f"subgroups: {len(subgroups['coarse'])} coarse, {len(subgroups['fine'])} fine")

@@ -1,0 +1,31 @@
+"""Stage synthesize: images from the mined captions (and optionally the LLM sentences) with a diffusers
+text-to-image pipeline (params: synthesis). Data-parallel under `accelerate launch` / `torchrun` (see README)."""
+import sys
+from pathlib import Path
+
+from _common import stage_args
+
+from mlr_core.cache import launched_processes
+from mlr_core.io import atomic_write_json
+from mlr_core.models.t2i import T2IUnavailableError
+from mlr_core.synthesis import SynthesisConfig, balanced_subset, load_pipeline, load_prompts, synthesize
+
+args, params = stage_args(__doc__, lambda p: (p.add_argument("--captions", default="data/captions/mined.parquet"),
+                                              p.add_argument("--sentences", default="data/llm/sentences.parquet"),
+                                              p.add_argument("--out", default="data/synthetic")))
+sp = params.synthesis
+cfg = SynthesisConfig(images_per_caption=sp.images_per_caption, resolution=sp.resolution, steps=sp.steps,
+                      guidance=sp.guidance, batch_size=sp.batch_size, seed=sp.seed, shard_size=sp.shard_size,
+                      max_retries=sp.max_retries)
+try:
+    processes = launched_processes(sp.device)
+    prompts = balanced_subset(load_prompts(args.captions, args.sentences if sp.llm_kinds else None, sp.llm_kinds),
+                              sp.per_class, sp.seed)
+    device = str(processes.device) if sp.device == "auto" else sp.device
+    pipe = load_pipeline(sp.model, device, sp.dtype, sp.scheduler)
+    summary = synthesize(pipe, prompts, args.out, cfg, model=sp.model, processes=processes)
+except (T2IUnavailableError, FileNotFoundError, OSError, ValueError) as e:
+    sys.exit(f"error: {e}")
+if processes.is_main_process:
+    atomic_write_json("metrics/synthesis.json", summary)
+    print(f"synthetic images: {Path(args.out)}: {summary}")

@@ -1,0 +1,29 @@
+"""Stage train_t2i_pal: T2I-PAL prompts + prototype adapter from cached caption features and synthetic-image
+features, one seed (params: model, t2i_pal)."""
+import sys
+
+from _common import stage_args
+
+from mlr_core.cache import CacheMismatchError
+from mlr_core.io import atomic_write_json
+from mlr_core.methods.t2i_pal import PalConfig, train_t2i_pal
+from mlr_core.models.clip import load_clip
+from mlr_core.train import OptimConfig
+
+args, params = stage_args(__doc__, lambda p: (p.add_argument("--seed", type=int, required=True),
+                                              p.add_argument("--captions", default="data/features/captions.parquet"),
+                                              p.add_argument("--images", default="data/features/synthetic.parquet")))
+mp, tp = params.model, params.t2i_pal
+name = f"t2i_pal_s{args.seed}"
+optim = OptimConfig(optimizer=tp.optimizer, lr=tp.lr, weight_decay=tp.weight_decay, epochs=tp.epochs,
+                    batch_size=tp.batch_size)
+cfg = PalConfig(n_ctx=tp.n_ctx, class_specific=tp.class_specific, adapter=tp.adapter, alpha=tp.alpha, beta=tp.beta,
+                tau=tp.tau, scale=tp.scale)
+try:
+    clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision)
+    log = train_t2i_pal(clip, args.captions, args.images, f"data/prompts/{name}.safetensors", cfg=cfg,
+                        train_on=tp.train_on, gamma=tp.gamma, margin=tp.margin, optim=optim, seed=args.seed)
+except (CacheMismatchError, FileNotFoundError, ValueError) as e:
+    sys.exit(f"error: {e}")
+atomic_write_json(f"plots/train_{name}.json", log)
+print(f"T2I-PAL: data/prompts/{name}.safetensors; last epoch {log[-1]}")

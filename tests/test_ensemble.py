@@ -1,0 +1,61 @@
+"""Score ensembles: per-class min-max normalisation, the weighted mix, alignment by image id, evaluation."""
+import json
+
+import numpy as np
+import pytest
+
+from mlr_core.evaluate import write_scores
+from mlr_core.methods.ensemble import ensemble, mix_scores, read_scores
+
+
+def test_mix_normalises_each_class_to_unit_range():
+    a = np.array([[0.0, 10.0], [5.0, 20.0], [10.0, 30.0]])
+    b = np.array([[-1.0, 3.0], [1.0, 1.0], [0.0, 2.0]])
+    # per class: a -> [0, .5, 1] in both columns; b col0 -> [0, 1, .5], col1 -> [1, 0, .5]
+    mixed = mix_scores(a, b, 0.25)
+    expected = 0.75 * np.array([[0, 0], [0.5, 0.5], [1, 1]]) + 0.25 * np.array([[0, 1], [1, 0], [0.5, 0.5]])
+    assert np.allclose(mixed, expected)
+    assert np.allclose(mix_scores(a, b, 0.0), mix_scores(a * 7 + 3, b, 0.0))  # invariant to affine rescaling
+    assert mix_scores(a, b, 1.0).min() == 0 and mix_scores(a, b, 1.0).max() == 1
+    with pytest.raises(ValueError):
+        mix_scores(a, b[:2], 0.5)
+
+
+def test_ensemble_aligns_by_image_id(tmp_path):
+    rng = np.random.default_rng(0)
+    ids = [f"i{k}" for k in range(8)]
+    a, b = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
+    write_scores(tmp_path / "a.parquet", ids, ["x", "y", "z"], a)
+    perm = rng.permutation(8)
+    write_scores(tmp_path / "b.parquet", [ids[k] for k in perm], ["x", "y", "z"], b[perm])
+    got_ids, classes, mixed = ensemble(tmp_path / "a.parquet", tmp_path / "b.parquet", 0.5)
+    assert got_ids == ids and classes == ["x", "y", "z"]
+    assert np.allclose(mixed, mix_scores(a, b, 0.5), atol=1e-6)
+    assert read_scores(tmp_path / "a.parquet")[2].shape == (8, 3)
+    write_scores(tmp_path / "c.parquet", ids, ["x", "y", "w"], b)
+    with pytest.raises(ValueError):
+        ensemble(tmp_path / "a.parquet", tmp_path / "c.parquet", 0.5)
+
+
+def test_evaluate_ensemble_on_a_feature_cache(tmp_path):
+    from mlr_core.cache import FeatureCache
+    from mlr_core.methods.ensemble import evaluate_ensemble
+
+    test_cache = "data/features/test.parquet"
+    try:
+        cache = FeatureCache(test_cache)
+    except FileNotFoundError:
+        pytest.skip("no cached test split here")
+    labels = cache.read(())
+    rng = np.random.default_rng(1)
+    good = labels.labels + rng.normal(scale=0.1, size=labels.labels.shape)  # nearly perfect
+    noise = rng.normal(size=labels.labels.shape)
+    write_scores(tmp_path / "good.parquet", labels.image_ids, cache.classes, good)
+    write_scores(tmp_path / "noise.parquet", labels.image_ids, cache.classes, noise)
+    kw = dict(threshold=0.5, top_k=[3], plots_dir=tmp_path / "plots")
+    s0 = evaluate_ensemble(tmp_path / "good.parquet", tmp_path / "noise.parquet", 0.0, test_cache,
+                           metrics_path=tmp_path / "m0.json", **kw)
+    s1 = evaluate_ensemble(tmp_path / "good.parquet", tmp_path / "noise.parquet", 1.0, test_cache,
+                           metrics_path=tmp_path / "m1.json", **kw)
+    assert s0["mAP"] > 95 and s1["mAP"] < 40
+    assert json.loads((tmp_path / "m0.json").read_text())["weight"] == 0.0

