@@ -144,13 +144,10 @@ class TextFeaturesParams(_Section):
     shard_size: int = Field(8192, ge=1)
 
 
-class TaiDptParams(_Section):
-    """TaI / TaI-DPT prompt tuning on caption features (mlr_core.methods.tai_dpt)."""
+class _PromptTraining(_Section):
+    """What every prompt-tuning section shares: the optimiser, the schedule's length and the ranking loss's
+    margin and score scale (sections override the defaults that differ)."""
 
-    variants: list[Literal["tai", "tai_dpt"]] = ["tai", "tai_dpt"]
-    n_ctx: int = Field(16, ge=1)
-    class_specific: bool = False
-    init: Optional[str] = None
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(5e-4, ge=0)
@@ -158,6 +155,15 @@ class TaiDptParams(_Section):
     batch_size: int = Field(512, ge=1)
     margin: float = Field(1.0, gt=0, description="ranking loss margin")
     scale: float = Field(4.0, gt=0)
+
+
+class TaiDptParams(_PromptTraining):
+    """TaI / TaI-DPT prompt tuning on caption features (mlr_core.methods.tai_dpt)."""
+
+    variants: list[Literal["tai", "tai_dpt"]] = ["tai", "tai_dpt"]
+    n_ctx: int = Field(16, ge=1)
+    class_specific: bool = False
+    init: Optional[str] = None
     text_temperature: float = Field(50.0, gt=0, description="softmax over caption tokens (training)")
     image_temperature: float = Field(40.0, gt=0, description="softmax over image regions (test)")
     local_weight: float = Field(0.5, ge=0, le=1)
@@ -303,20 +309,15 @@ class PvlrParams(_Section):
         return self
 
 
-class CoopParams(_Section):
+class CoopParams(_PromptTraining):
     """CoOp / CoOp-DPT few-shot prompts from K-shot image features (mlr_core.methods.coop)."""
 
     variants: list[Literal["coop", "coop_dpt"]] = ["coop", "coop_dpt"]
     runs: list[str] = ["shot1_s0", "shot2_s0", "shot4_s0", "shot8_s0", "shot16_s0"]
     n_ctx: int = Field(16, ge=1)
     class_specific: bool = False
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(32, ge=1)
-    margin: float = Field(1.0, gt=0, description="ranking loss margin")
-    scale: float = Field(4.0, gt=0)
     image_temperature: float = Field(40.0, gt=0)
     local_weight: float = Field(0.5, ge=0, le=1)
 
@@ -394,7 +395,7 @@ class LlmParams(_Section):
     seed: int = 0
 
 
-class DatafreeParams(_Section):
+class DatafreeParams(_PromptTraining):
     """Data-free hierarchical prompts (Yang et al.) trained on the LLM sentences' text features."""
 
     layout: Literal["hierarchical", "shared", "class_specific"] = "hierarchical"  # hand-crafted: zsclip_dpt
@@ -407,14 +408,9 @@ class DatafreeParams(_Section):
     order_weight: float = Field(0.2, ge=0, description="lambda_1, the order (KL) loss weight; 0 = off")
     order_temperature: float = Field(0.1, gt=0, description="softmax temperature over class similarities")
     hand_template: str = "a photo of a {}."
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = Field(2e-3, gt=0)
-    weight_decay: float = Field(5e-4, ge=0)
     epochs: int = Field(10, ge=1)
     milestones: list[int] = Field([2, 5], description="epochs after which lr is multiplied by 0.1")
     batch_size: int = Field(32, ge=1)
-    margin: float = Field(1.0, gt=0)
-    scale: float = Field(4.0, gt=0)
     text_temperature: float = Field(50.0, gt=0)
     image_temperature: float = Field(40.0, gt=0)
     global_weight: float = Field(0.65, ge=0, le=1, description="lambda_2: score = l2 * global + (1 - l2) * local")
