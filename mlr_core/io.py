@@ -75,3 +75,31 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def save_learned(path: str | Path, tensors: dict, *, classnames: list[str], config: dict,
+                 extra: dict | None = None) -> None:
+    """Save a method's learned tensors (safetensors, atomic) with what rebuilds the module around them:
+    the class names, its config and any ``extra`` entries, each JSON-encoded in the file's metadata."""
+    from safetensors.torch import save_file
+
+    meta = {"classnames": json.dumps(list(classnames)), "config": json.dumps(config),
+            **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+
+
+def load_learned(path: str | Path) -> tuple[dict, dict]:
+    """The ``(tensors, metadata)`` written by :func:`save_learned`, metadata JSON-decoded."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trained model here (run its training stage first)")
+    with safe_open(str(path), "pt") as f:
+        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+    if "classnames" not in meta or "config" not in meta:
+        raise ValueError(f"{path}: not a saved model of this project (metadata lacks 'classnames'/'config')")
+    return load_file(str(path)), meta

@@ -1,5 +1,6 @@
-"""One run of an image-supervised method: train on a label budget of the cached trainval features, then
-score the cached test split once and write the model, the scores (for ensembles) and the metrics.
+"""One run of an image-supervised method: train on a label budget of the cached trainval features
+(:func:`train_run`, the model), then score the cached test split once (:func:`evaluate_run`, the scores for
+ensembles and the metrics). Two stages, so an evaluation-only param change retrains nothing.
 
 A run is ``<budget>_s<seed>`` (:mod:`mlr_core.budgets`). The validation part carved from trainval is scored
 after every epoch and logged (``val_mAP``) for the reader; the schedule is fixed and nothing is selected on
@@ -15,7 +16,7 @@ import torch
 from mlr_core.budgets import budget_features, load_budget, parse_run
 from mlr_core.cache import FeatureCache
 from mlr_core.evaluate import evaluate_scores, score_cache, write_scores
-from mlr_core.io import atomic_write_json
+from mlr_core.io import atomic_write_json, load_learned
 from mlr_core.metrics import multilabel_metrics, zero_shot_metrics
 
 METHODS = ("dualcoop", "pvlr", "coop", "coop_dpt")
@@ -45,20 +46,14 @@ def method_params(method: str, params):
     return {"dualcoop": isp.dualcoop, "pvlr": isp.pvlr, "coop": isp.coop, "coop_dpt": isp.coop}[method]
 
 
-def train_and_evaluate(method: str, run_name: str, clip, params, *, budgets_dir: str | Path,
-                       trainval_path: str | Path, test_path: str | Path, out_dir: str | Path = "data/models",
-                       scores_dir: str | Path = "data/scores", metrics_dir: str | Path = "metrics",
-                       plots_dir: str | Path = "plots") -> dict:
-    """Train ``method`` on run ``run_name`` and evaluate it on the test cache; returns the metrics summary.
+def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Path, trainval_path: str | Path,
+              out_dir: str | Path = "data/models", plots_dir: str | Path = "plots") -> dict:
+    """Train ``method`` on run ``run_name``'s label budget of the trainval cache.
 
-    Writes ``{out_dir}/{method}/{run}.safetensors``, ``{scores_dir}/{method}_{run}.parquet``,
-    ``{metrics_dir}/{method}/{run}.json`` and ``{plots_dir}/{method}/{run}/`` (training log, AP per class,
-    PR curve)."""
+    Writes ``{out_dir}/{method}/{run}.safetensors`` (the budget's size in its metadata) and
+    ``{plots_dir}/{method}/{run}/train_log.json``; returns the last log entry. The test split is not read."""
     run = parse_run(run_name)
     trainval = FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)
-    test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
-    if test.classes != trainval.classes:
-        raise ValueError(f"{test_path} and {trainval_path} have different classes")
     budget = load_budget(budgets_dir, run.budget)
     train = _tensors(budget_features(budget, trainval))
     val = _tensors(budget_features(load_budget(budgets_dir, "val"), trainval))
@@ -73,28 +68,44 @@ def train_and_evaluate(method: str, run_name: str, clip, params, *, budgets_dir:
     torch.manual_seed(run.seed)
     model, log = _trainer(method)(clip, trainval.classes, train, val, run=run, p=p, seed=run.seed,
                                   evaluate_val=evaluate_val, **({"variant": method} if method.startswith("coop") else {}))
-    name = f"{method}_{run.name}"
     model.save(Path(out_dir) / method / f"{run.name}.safetensors",
-               extra={"method": method, "run": run.name, "model_fingerprint": clip.fingerprint})
-    ids, scores, probs, targets = score_cache(test, model.scorer())
-    write_scores(Path(scores_dir) / f"{name}.parquet", ids, test.classes, scores)
+               extra={"method": method, "run": run.name, "budget": budget.name, "model_fingerprint": clip.fingerprint,
+                      "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum())})
+    atomic_write_json(Path(plots_dir) / method / run.name / "train_log.json", log)
+    return log[-1] if log else {}
+
+
+def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Path, test_path: str | Path,
+                 models_dir: str | Path = "data/models", scores_dir: str | Path = "data/scores",
+                 metrics_dir: str | Path = "metrics", plots_dir: str | Path = "plots") -> dict:
+    """Score the test cache once with a trained run and write its scores and metrics (evaluation params only:
+    changing ``evaluate.threshold`` or ``top_k`` re-runs this, not the training).
+
+    Writes ``{scores_dir}/{method}_{run}.parquet``, ``{metrics_dir}/{method}/{run}.json`` and
+    ``{plots_dir}/{method}/{run}/`` (AP per class, PR curve); a zero-shot run (``zsl-...``) adds the ZSL and
+    GZSL metrics over its budget's unseen and seen classes."""
+    run = parse_run(run_name)
+    test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
+    scorer, meta = load_trained_scorer(method, run.name, clip, test.classes, params, models_dir, with_meta=True)
+    ids, scores, probs, targets = score_cache(test, scorer)
+    write_scores(Path(scores_dir) / f"{method}_{run.name}.parquet", ids, test.classes, scores)
     ev = params.evaluate
-    info = {"method": method, "run": run.name, "budget": budget.name, "seed": run.seed,
-            "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum()),
+    info = {"method": method, "run": run.name, "budget": meta.get("budget"), "seed": run.seed,
+            "train_images": meta.get("train_images"), "known_labels": meta.get("known_labels"),
             "dataset": test.meta.get("dataset"), "image_size": test.meta["image_size"]}
     metrics_path = Path(metrics_dir) / method / f"{run.name}.json"
     summary = evaluate_scores(scores, probs, targets, test.classes, threshold=ev.threshold, top_k=ev.top_k,
                               metrics_path=metrics_path, plots_dir=Path(plots_dir) / method / run.name, info=info)
     if run.kind == "zsl":
+        budget = load_budget(budgets_dir, run.budget)
         seen, unseen = budget.info["seen"], budget.info["unseen"]
         zs = zero_shot_metrics(scores, targets, [test.classes.index(c) for c in unseen],
                                [test.classes.index(c) for c in seen], top_k=ev.top_k,
-                               zsl_images=getattr(p, "zsl_images", "with_unseen"))
+                               zsl_images=getattr(method_params(method, params), "zsl_images", "with_unseen"))
         summary.update({part: {k: round(v, 3) if isinstance(v, float) else v for k, v in m.items()}
                         for part, m in zs.items()})
         summary["unseen"] = unseen
         atomic_write_json(metrics_path, summary)
-    atomic_write_json(Path(plots_dir) / method / run.name / "train_log.json", log)
     return summary
 
 
@@ -111,8 +122,9 @@ def split_method_run(name: str) -> tuple[str, str] | None:
 
 
 def load_trained_scorer(method: str, run_name: str, clip, classes: list[str], params,
-                        models_dir: str | Path = "data/models"):
-    """The test-time scorer of a trained run (``{models_dir}/{method}/{run}.safetensors``)."""
+                        models_dir: str | Path = "data/models", with_meta: bool = False):
+    """The test-time scorer of a trained run (``{models_dir}/{method}/{run}.safetensors``); with ``with_meta``,
+    ``(scorer, the file's metadata)``."""
     path = Path(models_dir) / method / f"{run_name}.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trained model (run the {method} stage for {run_name})")
@@ -131,4 +143,4 @@ def load_trained_scorer(method: str, run_name: str, clip, classes: list[str], pa
     trained = getattr(model, "classnames", None) or model.prompts.classnames
     if list(trained) != list(classes):
         raise ValueError(f"{path} was trained for classes {list(trained)[:5]}..., the cache has {list(classes)[:5]}...")
-    return model.scorer()
+    return (model.scorer(), load_learned(path)[1]) if with_meta else model.scorer()

@@ -28,6 +28,13 @@ class OptimConfig:
     milestones: tuple[int, ...] = ()
     step_gamma: float = 0.1
 
+    @classmethod
+    def from_section(cls, section, **overrides) -> "OptimConfig":
+        """The optimiser fields of a params section (``optimizer``, ``lr``, ``weight_decay``, ``epochs``,
+        ``batch_size``), plus ``overrides``."""
+        return cls(optimizer=section.optimizer, lr=section.lr, weight_decay=section.weight_decay,
+                   epochs=section.epochs, batch_size=section.batch_size, **overrides)
+
 
 def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":

@@ -13,8 +13,7 @@ args, params = stage_args(__doc__, lambda p: (p.add_argument("--features", defau
                                               p.add_argument("--llm-dir", default="data/llm"),
                                               p.add_argument("--out", default="data/prompts/datafree.safetensors")))
 mp, dp = params.model, params.datafree
-optim = OptimConfig(optimizer=dp.optimizer, lr=dp.lr, weight_decay=dp.weight_decay, epochs=dp.epochs,
-                    batch_size=dp.batch_size, schedule="step", milestones=tuple(dp.milestones))
+optim = OptimConfig.from_section(dp, schedule="step", milestones=tuple(dp.milestones))
 cfg = HierarchyConfig(layout=dp.layout, n_shared=dp.n_shared, n_partial=tuple(dp.n_partial), n_specific=dp.n_specific,
                       use_local=dp.use_local)
 try:

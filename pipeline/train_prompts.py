@@ -12,8 +12,7 @@ from mlr_core.train import OptimConfig
 args, params = stage_args(__doc__, lambda p: (p.add_argument("--variant", required=True, choices=["tai", "tai_dpt"]),
                                               p.add_argument("--captions", default="data/features/captions.parquet")))
 mp, tp = params.model, params.tai_dpt
-optim = OptimConfig(optimizer=tp.optimizer, lr=tp.lr, weight_decay=tp.weight_decay, epochs=tp.epochs,
-                    batch_size=tp.batch_size)
+optim = OptimConfig.from_section(tp)
 try:
     clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision)
     log = train_tai_dpt(clip, args.captions, f"data/prompts/{args.variant}.safetensors", variant=args.variant,

@@ -15,8 +15,7 @@ args, params = stage_args(__doc__, lambda p: (p.add_argument("--seed", type=int,
                                               p.add_argument("--images", default="data/features/synthetic.parquet")))
 mp, tp = params.model, params.t2i_pal
 name = f"t2i_pal_s{args.seed}"
-optim = OptimConfig(optimizer=tp.optimizer, lr=tp.lr, weight_decay=tp.weight_decay, epochs=tp.epochs,
-                    batch_size=tp.batch_size)
+optim = OptimConfig.from_section(tp)
 cfg = PalConfig(n_ctx=tp.n_ctx, class_specific=tp.class_specific, adapter=tp.adapter, alpha=tp.alpha, beta=tp.beta,
                 tau=tp.tau, scale=tp.scale)
 try:

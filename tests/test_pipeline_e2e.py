@@ -38,8 +38,11 @@ STAGES = {"tinyworld", "features@trainval", "features@test", "mine_captions", "t
           "llm_text", "llm_text_features", "train_datafree", "evaluate_datafree",
           "synthesize", "features_synthetic", "train_t2i_pal@0", "evaluate_t2i_pal@0",
           "budgets", "dualcoop@partial50_s0", "dualcoop_zeroshot@zsl-tinyworld_15_5_s0", "pvlr@full_s0",
-          "coop@coop-shot1_s0", "coop@coop_dpt-shot1_s0", "ensemble_partial@partial50_s0",
-          "ensemble_fewshot@shot1_s0"}
+          "coop@coop-shot1_s0", "coop@coop_dpt-shot1_s0", "evaluate_dualcoop@partial50_s0",
+          "evaluate_dualcoop_zeroshot@zsl-tinyworld_15_5_s0", "evaluate_pvlr@full_s0", "evaluate_coop@coop-shot1_s0",
+          "evaluate_coop@coop_dpt-shot1_s0", "ensemble_partial@partial50_s0", "ensemble_fewshot@shot1_s0"}
+# what a change of evaluate.threshold / top_k re-runs: scoring and metrics, never training
+EVALUATION_STAGES = {s for s in STAGES if s.startswith(("evaluate", "ensemble"))}
 
 
 def _update(section: dict, values: dict) -> None:
@@ -116,6 +119,13 @@ def test_dvc_repro_end_to_end(project):
     # (and the ensembles built on TaI-DPT's saved scores, which changed)
     assert ran_stages(run(["dvc", "repro"], project)) == {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt",
                                                           "ensemble_partial@partial50_s0", "ensemble_fewshot@shot1_s0"}
+
+    # the metrics' own params re-evaluate every method and retrain none
+    params["evaluate"]["top_k"] = [1, 3]
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert ran_stages(run(["dvc", "repro"], project)) == EVALUATION_STAGES
+    zsl = json.loads((project / "metrics" / "dualcoop" / "zsl-tinyworld_15_5_s0.json").read_text())
+    assert "F1@1" in zsl["ZSL"] and zsl["known_labels"] > 0
 
 
 @pytest.mark.slow

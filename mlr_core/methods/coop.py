@@ -59,8 +59,7 @@ def train_coop(clip, classes: list[str], train: dict, val: dict, *, run, p, seed
                                    seed=seed)
     model = CoopModel(prompts, scale=p.scale, image_temperature=p.image_temperature, local_weight=p.local_weight,
                       probability_scale=float(clip.model.logit_scale.exp().item()))
-    optim = OptimConfig(optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, epochs=p.epochs,
-                        batch_size=p.batch_size)
+    optim = OptimConfig.from_section(p)
     log = fit(prompts, train,
               lambda b: image_ranking_loss(prompts, b, scale=p.scale, image_temperature=p.image_temperature,
                                            margin=p.margin),

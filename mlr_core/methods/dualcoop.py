@@ -17,15 +17,13 @@ z+ - z- (the logit of p, free of the saturation ties of p itself).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from mlr_core.io import atomic_path
+from mlr_core.io import load_learned, save_learned
 from mlr_core.losses import asymmetric_loss
 from mlr_core.models.features import PromptTextEncoder
 
@@ -98,24 +96,17 @@ class DualCoOp(torch.nn.Module):
         return DualCoOpScorer(t_neg.cpu(), t_pos.cpu(), self.cfg)
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        meta = {"classnames": json.dumps(self.classnames), "config": json.dumps(asdict(self.cfg)),
-                **{k: json.dumps(v) for k, v in (extra or {}).items()}}
-        with atomic_path(path) as tmp:
-            save_file({"ctx_pos": self.ctx_pos.detach().cpu().contiguous(),
-                       "ctx_neg": self.ctx_neg.detach().cpu().contiguous()}, str(tmp), metadata=meta)
+        save_learned(path, {"ctx_pos": self.ctx_pos, "ctx_neg": self.ctx_neg}, classnames=self.classnames,
+                     config=asdict(self.cfg), extra=extra)
 
     @classmethod
     def load(cls, path: str | Path, clip, classnames: list[str] | None = None) -> "DualCoOp":
         """Load trained contexts; ``classnames`` (shared contexts only) scores other classes than trained on."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        tensors, meta = load_learned(path)
         cfg = DualCoOpConfig(**meta["config"])
         if classnames is not None and cfg.class_specific and list(classnames) != meta["classnames"]:
             raise ValueError(f"{path}: class-specific contexts cannot score other classes")
         model = cls(clip, classnames or meta["classnames"], cfg)
-        tensors = load_file(str(path))
         with torch.no_grad():
             model.ctx_pos.copy_(tensors["ctx_pos"])
             model.ctx_neg.copy_(tensors["ctx_neg"])
@@ -134,8 +125,7 @@ def train_dualcoop(clip, classes: list[str], train: dict, val: dict, *, run, p, 
                          region_scale=p.region_scale, logit_scale=p.logit_scale)
     torch.manual_seed(seed)
     model = DualCoOp(clip, classes, cfg, seed=seed)
-    optim = OptimConfig(optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, epochs=p.epochs,
-                        batch_size=p.batch_size)
+    optim = OptimConfig.from_section(p)
     asl = p.asl
     log = fit(model, train, lambda b: model.loss(b, asl.gamma_pos, asl.gamma_neg, asl.clip), optim, seed=seed,
               desc=f"train dualcoop {run.name}", on_epoch_end=lambda e: evaluate_val(model.scorer()))

@@ -24,16 +24,14 @@ decay_t = min(decay, (1 + t) / (10 + t)), so short schedules (tinyworld) do not 
 from __future__ import annotations
 
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
-from mlr_core.io import atomic_path
+from mlr_core.io import load_learned, save_learned
 from mlr_core.losses import asymmetric_loss, kcr_loss
 from mlr_core.models.features import PromptTextEncoder
 
@@ -141,20 +139,13 @@ class PVLR(nn.Module):
         return PvlrScorer(self)
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        meta = {"classnames": json.dumps(self.classnames), "config": json.dumps(asdict(self.cfg)),
-                **{k: json.dumps(v) for k, v in (extra or {}).items()}}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        save_learned(path, self.state_dict(), classnames=self.classnames, config=asdict(self.cfg), extra=extra)
 
     @classmethod
     def load(cls, path: str | Path, clip) -> "PVLR":
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        tensors, meta = load_learned(path)
         model = cls(clip, meta["classnames"], PvlrConfig(**meta["config"]))
-        model.load_state_dict(load_file(str(path)))
+        model.load_state_dict(tensors)
         return model.eval()
 
 
@@ -200,8 +191,7 @@ def train_pvlr(clip, classes: list[str], train: dict, val: dict, *, run, p, seed
 
     model = PVLR(clip, classes, PvlrConfig(p.hard_prompt, p.n_ctx, p.num_heads), seed=seed)
     ema = Ema(model, p.ema_decay) if p.ema_decay > 0 else None
-    optim = OptimConfig(optimizer=p.optimizer, lr=p.lr, weight_decay=p.weight_decay, epochs=p.epochs,
-                        batch_size=p.batch_size)
+    optim = OptimConfig.from_section(p)
     asl = p.asl
 
     stepped = {"pending": False}  # an optimiser step the EMA has not seen yet (fit has no per-step hook)

@@ -23,16 +23,14 @@ logit instead of the local one). At test: ``(1 - w) s + w s~'`` on the test imag
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from mlr_core.io import atomic_path
+from mlr_core.io import load_learned, save_learned
 from mlr_core.losses import ranking_loss
 from mlr_core.models.features import PromptTextEncoder
 from mlr_core.scores import ClassScorer, class_heatmap, global_logits
@@ -120,23 +118,15 @@ class T2IPal(torch.nn.Module):
                          local_weight=local_weight, probability_scale=probability_scale)
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        tensors = {"ctx_global": self.ctx_global.detach().cpu().contiguous(),
-                   "ctx_local": self.ctx_local.detach().cpu().contiguous()}
+        tensors = {"ctx_global": self.ctx_global, "ctx_local": self.ctx_local}
         if self.prototypes is not None:
-            tensors["prototypes"] = self.prototypes.detach().cpu().contiguous()
-        meta = {"classnames": json.dumps(self.classnames), "config": json.dumps(asdict(self.cfg)),
-                **{k: json.dumps(v) for k, v in (extra or {}).items()}}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+            tensors["prototypes"] = self.prototypes
+        save_learned(path, tensors, classnames=self.classnames, config=asdict(self.cfg), extra=extra)
 
     @classmethod
     def load(cls, path: str | Path, clip) -> tuple[T2IPal, dict]:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        tensors, meta = load_learned(path)
         model = cls(clip, meta["classnames"], PalConfig(**meta["config"]))
-        tensors = load_file(str(path))
         with torch.no_grad():
             for name, value in tensors.items():
                 getattr(model, name).copy_(value)

@@ -16,14 +16,12 @@ with the class names (safetensors), so evaluation, ensembles and users' scripts 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from mlr_core.io import atomic_path
+from mlr_core.io import load_learned, save_learned
 from mlr_core.losses import ranking_loss
 from mlr_core.models.features import PromptTextEncoder
 from mlr_core.scores import ClassScorer, global_logits, local_logits
@@ -100,20 +98,14 @@ class DoubleGrainedPrompts(torch.nn.Module):
 
     # ---- the saved artifact: the learned tensors + what is needed to rebuild the prompts ----
     def save(self, path: str | Path, extra: dict | None = None) -> None:
-        tensors = {name: p.detach().cpu().contiguous() for name, p in self.named_parameters()}
-        meta = {"classnames": json.dumps(self.classnames), "config": json.dumps(self.cfg.__dict__),
-                **{k: json.dumps(v) for k, v in (extra or {}).items()}}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+        save_learned(path, dict(self.named_parameters()), classnames=self.classnames, config=self.cfg.__dict__,
+                     extra=extra)
 
     @classmethod
     def load(cls, path: str | Path, clip) -> tuple["DoubleGrainedPrompts", dict]:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            meta = {k: json.loads(v) for k, v in f.metadata().items()}
+        tensors, meta = load_learned(path)
         prompts = cls(clip, meta["classnames"], cls.config_class(**meta["config"]))
-        prompts.load_state_dict(load_file(str(path)))
+        prompts.load_state_dict(tensors)
         return prompts, meta
 
 
