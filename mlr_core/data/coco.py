@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlr_core.data.datasets import missing_mask, report_missing, require_splits
+from mlr_core.data.datasets import assemble_splits
 from mlr_core.data.manifest import DatasetError, LabelledImages
 
 #: The 80 official category names in category-id order (ids 1..90 with 10 unused ids).
@@ -122,20 +122,9 @@ def read_coco2014(root: str | Path, unannotated: str = "drop") -> LabelledImages
         files, ids, targets = _read_instances(root / "annotations" / ann_name, unannotated)
         parts.append((root / folder, files, ids, targets, split))  # json objects of this file are freed here
 
-    full = [[folder / f for f in files] for folder, files, *_ in parts]
-    gone = [missing_mask(fp) for fp in full]
-    report_missing("coco2014", sorted(f"{folder.name}/{f}" for (folder, files, *_), g in zip(parts, gone)
-                                      for f, m in zip(files, g) if m), sum(map(len, full)), root)
-
-    paths, image_ids, splits, rows = [], [], [], []
-    for (folder, files, ids, targets, split), fp, g in zip(parts, full, gone):
-        keep = [k for k, m in enumerate(g) if not m]
-        paths += [fp[k] for k in keep]
-        image_ids += [ids[k] for k in keep]
-        splits += [split] * len(keep)
-        rows.append(targets[keep])
-    require_splits("coco2014", splits, root)
-    return LabelledImages(list(COCO_CLASSES), paths, image_ids, splits, np.concatenate(rows))
+    return assemble_splits("coco2014", COCO_CLASSES,
+                           [([folder / f for f in files], ids, [f"{folder.name}/{f}" for f in files], targets, split)
+                            for folder, files, ids, targets, split in parts], root)
 
 
 def read_coco_captions(path: str | Path) -> list[CocoCaption]:

@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
+
 from mlr_core.data.manifest import DatasetError, LabelledImages, read_manifest
 
 DATASET_NAMES: tuple[str, ...] = ("tinyworld", "manifest", "voc2007", "coco2014", "nuswide")
@@ -71,6 +73,26 @@ def require_splits(dataset: str, splits: list[str], where: Path | str) -> None:
         if split not in splits:
             raise DatasetError(f"{dataset}: no image of split {split!r} found on disk under {where}; "
                                f"was that part of the release extracted there?")
+
+
+def assemble_splits(dataset: str, classes: list[str], parts: list[tuple], where: Path | str) -> LabelledImages:
+    """Join a release's per-split lists into one :class:`LabelledImages`, skipping the listed images that are not
+    on disk (reported in one line) and failing if a split is left empty.
+
+    ``parts``: one ``(paths, image_ids, names, targets, split)`` per list, ``names`` being how the report shows
+    each image (relative to ``where``) and ``targets`` an (N, C) array."""
+    gone = [missing_mask(paths) for paths, *_ in parts]
+    report_missing(dataset, sorted(n for (_, _, names, _, _), g in zip(parts, gone) for n, m in zip(names, g) if m),
+                   sum(len(paths) for paths, *_ in parts), where)
+    paths, image_ids, splits, rows = [], [], [], []
+    for (fp, ids, _, targets, split), g in zip(parts, gone):
+        keep = [k for k, m in enumerate(g) if not m]
+        paths += [fp[k] for k in keep]
+        image_ids += [ids[k] for k in keep]
+        splits += [split] * len(keep)
+        rows.append(targets[keep])
+    require_splits(dataset, splits, where)
+    return LabelledImages(list(classes), paths, image_ids, splits, np.concatenate(rows))
 
 
 def load_dataset(name: str, root: str | Path, *, manifest: str = "manifest.csv", classes: str = "classes.txt",

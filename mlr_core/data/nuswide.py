@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlr_core.data.datasets import missing_mask, report_missing, require_splits
+from mlr_core.data.datasets import assemble_splits
 from mlr_core.data.manifest import DatasetError, LabelledImages, read_classes
 
 #: (image list, label file suffix, split)
@@ -79,17 +79,5 @@ def read_nuswide(root: str | Path) -> LabelledImages:
             targets[:, c] = _read_labels(label_path, len(rel), list_path)
         parts.append((rel, targets, split))
 
-    full = [[flickr / r for r in rel] for rel, _, _ in parts]
-    gone = [missing_mask(fp) for fp in full]
-    report_missing("nuswide", sorted(r for (rel, _, _), g in zip(parts, gone) for r, m in zip(rel, g) if m),
-                   sum(map(len, full)), flickr)
-
-    paths, image_ids, splits, rows = [], [], [], []
-    for (rel, targets, split), fp, g in zip(parts, full, gone):
-        keep = [k for k, m in enumerate(g) if not m]
-        paths += [fp[k] for k in keep]
-        image_ids += [rel[k] for k in keep]
-        splits += [split] * len(keep)
-        rows.append(targets[keep])
-    require_splits("nuswide", splits, flickr)
-    return LabelledImages(classes, paths, image_ids, splits, np.concatenate(rows))
+    return assemble_splits("nuswide", classes, [([flickr / r for r in rel], rel, rel, targets, split)
+                                                for rel, targets, split in parts], flickr)
