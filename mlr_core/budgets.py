@@ -245,22 +245,30 @@ def load_budget(budget_dir: str | Path, name: str) -> Budget:
 
 
 def budget_features(budget: Budget, cache, columns: Sequence[str] = ("global", "dense")) -> dict[str, np.ndarray]:
-    """The budget's rows of a trainval :class:`mlr_core.cache.FeatureCache`, with the budget's labels.
+    """The budget's rows of a trainval :class:`mlr_core.cache.FeatureCache`, in budget order, with the budget's
+    labels (features in the cache's float16).
 
-    Images the cache skipped (unreadable) are dropped; a class list mismatch is an error."""
+    The cache is streamed and only the budget's rows are kept, so a K-shot budget of COCO never holds the whole
+    dense cache in memory. Images the cache skipped (unreadable) are dropped; a class list mismatch is an error."""
     if list(cache.classes) != list(budget.classes):
         raise BudgetError(f"{cache.path}: cache classes differ from the budget's (re-run the budgets stage)")
-    full = cache.read(tuple(columns))
-    pos = {i: r for r, i in enumerate(full.image_ids)}
-    keep = [(j, pos[i]) for j, i in enumerate(budget.image_ids) if i in pos]
-    if budget.image_ids and not keep:
+    wanted = {i: j for j, i in enumerate(budget.image_ids)}
+    order: list[int] = []
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    for batch in cache.iter_batches(tuple(columns)):
+        hit = [(k, wanted[i]) for k, i in enumerate(batch.image_ids) if i in wanted]
+        rows = np.asarray([k for k, _ in hit], dtype=np.int64)  # may be empty: keeps the arrays' shapes
+        order += [j for _, j in hit]
+        for c in columns:
+            parts[c].append((batch.global_ if c == "global" else batch.dense)[rows])
+    if budget.image_ids and not order:
         raise BudgetError(f"{cache.path}: none of the {len(budget.image_ids)} budget images are in the cache "
                           f"(features of the trainval split needed)")
-    bj = np.asarray([j for j, _ in keep], dtype=np.int64)
-    rows = np.asarray([r for _, r in keep], dtype=np.int64)
-    out = {"labels": budget.labels[bj]}
-    if "global" in columns:
-        out["global"] = full.global_[rows]
-    if "dense" in columns:
-        out["dense"] = full.dense[rows]
+    bj = np.asarray(order, dtype=np.int64)
+    perm = np.argsort(bj, kind="stable")  # back to budget order
+    out = {"labels": budget.labels[bj[perm]]}
+    in_order = bool((perm == np.arange(len(perm))).all())
+    for c in columns:
+        kept = np.concatenate(parts[c])
+        out[c] = kept if in_order else kept[perm]
     return out

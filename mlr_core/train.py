@@ -89,7 +89,7 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
                 g["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.schedule,
                                              steps_per_epoch=steps_per_epoch, milestones=cfg.milestones,
                                              step_gamma=cfg.step_gamma)
-            batch = {k: v[idx] for k, v in tensors.items()}
+            batch = {k: _as_float32(v[idx]) for k, v in tensors.items()}
             if aux_batches is not None:
                 batch["aux"] = next(aux_batches)
             loss = loss_fn(batch)
@@ -111,6 +111,11 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
     return log
 
 
+def _as_float32(t: torch.Tensor) -> torch.Tensor:
+    """Training tensors may be held in float16 (the feature caches' dtype, half the memory); batches are float32."""
+    return t.float() if t.is_floating_point() else t
+
+
 def _cycled_batches(tensors: dict[str, torch.Tensor], batch_size: int, seed: int):
     """Endless batches of ``tensors``: seeded reshuffles, each consumed in full before the next."""
     n = len(next(iter(tensors.values())))
@@ -121,4 +126,4 @@ def _cycled_batches(tensors: dict[str, torch.Tensor], batch_size: int, seed: int
         order = torch.randperm(n, generator=gen)
         for b in range(0, n, batch_size):
             idx = order[b:b + batch_size]
-            yield {k: v[idx] for k, v in tensors.items()}
+            yield {k: _as_float32(v[idx]) for k, v in tensors.items()}
