@@ -90,10 +90,9 @@ def save_learned(path: str | Path, tensors: dict, *, classnames: list[str], conf
         save_file(tensors, str(tmp), metadata=meta)
 
 
-def load_learned(path: str | Path) -> tuple[dict, dict]:
-    """The ``(tensors, metadata)`` written by :func:`save_learned`, metadata JSON-decoded."""
+def read_learned_meta(path: str | Path) -> dict:
+    """The JSON-decoded metadata written by :func:`save_learned` (the tensors are not read)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
@@ -102,4 +101,12 @@ def load_learned(path: str | Path) -> tuple[dict, dict]:
         meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
     if "classnames" not in meta or "config" not in meta:
         raise ValueError(f"{path}: not a saved model of this project (metadata lacks 'classnames'/'config')")
+    return meta
+
+
+def load_learned(path: str | Path) -> tuple[dict, dict]:
+    """The ``(tensors, metadata)`` written by :func:`save_learned`, metadata JSON-decoded."""
+    from safetensors.torch import load_file
+
+    meta = read_learned_meta(path)
     return load_file(str(path)), meta

@@ -16,7 +16,7 @@ import torch
 from mlr_core.budgets import budget_features, load_budget, parse_run
 from mlr_core.cache import FeatureCache
 from mlr_core.evaluate import evaluate_scores, score_cache, write_scores
-from mlr_core.io import atomic_write_json, load_learned
+from mlr_core.io import atomic_write_json, read_learned_meta
 from mlr_core.metrics import multilabel_metrics, zero_shot_metrics
 
 METHODS = ("dualcoop", "pvlr", "coop", "coop_dpt")
@@ -88,7 +88,8 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     GZSL metrics over its budget's unseen and seen classes."""
     run = parse_run(run_name)
     test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
-    scorer, meta = load_trained_scorer(method, run.name, clip, test.classes, params, models_dir, with_meta=True)
+    scorer = load_trained_scorer(method, run.name, clip, test.classes, params, models_dir)
+    meta = read_learned_meta(Path(models_dir) / method / f"{run.name}.safetensors")  # what train_run recorded
     ids, scores, probs, targets = score_cache(test, scorer)
     write_scores(Path(scores_dir) / f"{method}_{run.name}.parquet", ids, test.classes, scores)
     ev = params.evaluate
@@ -124,9 +125,8 @@ def split_method_run(name: str) -> tuple[str, str] | None:
 
 
 def load_trained_scorer(method: str, run_name: str, clip, classes: list[str], params,
-                        models_dir: str | Path = "data/models", with_meta: bool = False):
-    """The test-time scorer of a trained run (``{models_dir}/{method}/{run}.safetensors``); with ``with_meta``,
-    ``(scorer, the file's metadata)``."""
+                        models_dir: str | Path = "data/models"):
+    """The test-time scorer of a trained run (``{models_dir}/{method}/{run}.safetensors``)."""
     path = Path(models_dir) / method / f"{run_name}.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trained model (run the {method} stage for {run_name})")
@@ -145,4 +145,4 @@ def load_trained_scorer(method: str, run_name: str, clip, classes: list[str], pa
     trained = getattr(model, "classnames", None) or model.prompts.classnames
     if list(trained) != list(classes):
         raise ValueError(f"{path} was trained for classes {list(trained)[:5]}..., the cache has {list(classes)[:5]}...")
-    return (model.scorer(), load_learned(path)[1]) if with_meta else model.scorer()
+    return model.scorer()
