@@ -450,6 +450,8 @@ class T2IPretrainParams(_Section):
     unet_head_dim: int = Field(32, ge=8)
     unet_norm_groups: int = Field(16, ge=1)
     steps: int = Field(3000, ge=1, description="UNet steps")
+    unet_restarts: list[int] = Field([], description="UNet steps where training goes on from the EMA weights with a "
+                                     "fresh optimiser and a new warm-up + cosine cycle (warm restarts)")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(200, ge=0)
@@ -470,6 +472,8 @@ class T2IPretrainParams(_Section):
     def _shapes(self):
         if len(self.unet_cross_attn) != len(self.unet_channels):
             raise ValueError("unet_cross_attn needs one entry per unet_channels level")
+        if any(not 0 < r < self.steps for r in self.unet_restarts):
+            raise ValueError(f"unet_restarts must lie strictly between 0 and steps ({self.steps}), got {self.unet_restarts}")
         if self.image_size % 2 ** (len(self.vae_channels) - 1):
             raise ValueError("image_size must be divisible by 2 ** (len(vae_channels) - 1)")
         return self

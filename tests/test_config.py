@@ -27,6 +27,7 @@ def test_defaults_fill_missing_sections(tmp_path):
     ("features:\n  batch_size: eight\n", "features.batch_size", "integer"),
     ("features:\n  batch_size: 0\n", "features.batch_size", "greater than or equal to 1"),
     ("tinyworld:\n  min_objects: 5\n  max_objects: 2\n", "tinyworld", "min_objects"),
+    ("t2i_pretrain:\n  steps: 100\n  unet_restarts: [100]\n", "t2i_pretrain", "unet_restarts"),
     ("evaluate:\n  zeroshot:\n    template: 'a photo'\n", "evaluate.zeroshot", "exactly one"),
     ("evaluate:\n  methods: [zsclip, magic]\n", "evaluate.methods.1", "zsclip"),
     ("model:\n  precision: fp8\n", "model.precision", "fp32"),

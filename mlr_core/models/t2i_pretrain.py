@@ -40,7 +40,12 @@ def _save_ckpt(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _lr_at(step: int, lr: float, warmup: int, total: int) -> float:
+def _lr_at(step: int, lr: float, warmup: int, total: int, restarts: tuple[int, ...] = ()) -> float:
+    """Linear warm-up, then cosine decay to 0 at ``total``. Each step in ``restarts`` begins a new cycle
+    (warm-up + cosine ending at the next restart or at ``total``): SGDR-style warm restarts."""
+    cycle_start = max([0] + [r for r in restarts if r <= step])
+    cycle_end = min([r for r in restarts if r > step] + [total])
+    step, total = step - cycle_start, cycle_end - cycle_start
     if step < warmup:
         return lr * (step + 1) / warmup
     return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
@@ -146,8 +151,11 @@ def _encode_text(text_encoder, tokenizer, captions: list[str]) -> torch.Tensor:
 def train_unet(unet, latents: torch.Tensor, scenes: list[Scene], text_encoder, tokenizer, *, steps: int,
                batch_size: int, lr: float, warmup_steps: int, weight_decay: float, ema_decay: float,
                cond_drop_prob: float, snr_gamma: float, partial_caption_prob: float, bf16: bool,
-               rng: np.random.Generator, ckpt: Path, ckpt_every: int, log: list):
-    """Epsilon-prediction DDPM training with min-SNR weights and caption dropout; returns the EMA UNet."""
+               rng: np.random.Generator, ckpt: Path, ckpt_every: int, log: list, restarts: tuple[int, ...] = ()):
+    """Epsilon-prediction DDPM training with min-SNR weights and caption dropout; returns the EMA UNet.
+
+    At each step in ``restarts`` training goes on from the EMA weights with a fresh optimiser and a new
+    learning-rate cycle, so a model can be trained further without undoing its finished cosine schedule."""
     from diffusers import DDPMScheduler
 
     sched = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
@@ -169,6 +177,9 @@ def train_unet(unet, latents: torch.Tensor, scenes: list[Scene], text_encoder, t
     t0, losses = time.time(), []
     bar = tqdm(range(start, steps), desc="t2i: train UNet", unit="step", initial=start, total=steps)
     for step in bar:
+        if step in restarts:  # after a resume at this step too: the checkpoint holds the state before the restart
+            unet.load_state_dict(ema.state_dict())
+            opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=weight_decay)
         idx = rng.integers(0, len(latents), batch_size)
         z0 = latents[idx]
         flip = torch.from_numpy(rng.random(batch_size) < 0.5)  # a flipped scene fits the same caption
@@ -180,7 +191,7 @@ def train_unet(unet, latents: torch.Tensor, scenes: list[Scene], text_encoder, t
         noise = torch.randn_like(z0)
         zt = sched.add_noise(z0, noise, t)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, lr, warmup_steps, steps)
+            g["lr"] = _lr_at(step, lr, warmup_steps, steps, restarts)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             pred = unet(zt, t, encoder_hidden_states=cond).sample
         per = F.mse_loss(pred.float(), noise, reduction="none").mean(dim=(1, 2, 3))
@@ -244,8 +255,8 @@ def pretrain_t2i(scenes_path: str | Path, out_dir: str | Path, log_path: str | P
                  vae_batch_size: int, vae_lr: float, kl_weight: float, decoder_steps: int, decoder_batch_size: int,
                  decoder_lr: float, unet_channels: list[int],
                  unet_cross_attn: list[bool], unet_layers_per_block: int, unet_head_dim: int, unet_norm_groups: int,
-                 steps: int, batch_size: int, lr: float, warmup_steps: int, weight_decay: float, ema_decay: float,
-                 cond_drop_prob: float, snr_gamma: float, partial_caption_prob: float, bf16: bool,
+                 steps: int, unet_restarts: list[int], batch_size: int, lr: float, warmup_steps: int,
+                 weight_decay: float, ema_decay: float, cond_drop_prob: float, snr_gamma: float, partial_caption_prob: float, bf16: bool,
                  ckpt_every: int, sample_steps: int, guidance_scale: float, scheduler: str, n_eval: int,
                  n_grid: int) -> dict:
     out_dir = Path(out_dir)
@@ -305,7 +316,7 @@ def pretrain_t2i(scenes_path: str | Path, out_dir: str | Path, log_path: str | P
                      warmup_steps=warmup_steps, weight_decay=weight_decay, ema_decay=ema_decay,
                      cond_drop_prob=cond_drop_prob, snr_gamma=snr_gamma, partial_caption_prob=partial_caption_prob,
                      bf16=bf16, rng=np.random.default_rng([seed, 300]), ckpt=work / "unet.pt",
-                     ckpt_every=ckpt_every, log=log)
+                     ckpt_every=ckpt_every, log=log, restarts=tuple(unet_restarts))
     train_minutes = (time.time() - t_start) / 60
 
     pipe = assemble_pipeline(tokenizer, text_encoder, vae, ema, build_scheduler(scheduler))
@@ -340,7 +351,8 @@ def pretrain_t2i(scenes_path: str | Path, out_dir: str | Path, log_path: str | P
         "params_millions": {"vae": round(sum(p.numel() for p in vae.parameters()) / 1e6, 3),
                             "unet": round(sum(p.numel() for p in ema.parameters()) / 1e6, 3),
                             "text_encoder": round(sum(p.numel() for p in text_encoder.parameters()) / 1e6, 3)},
-        "vae_steps": vae_steps, "decoder_steps": decoder_steps, "unet_steps": steps, "train_minutes": round(train_minutes, 2),
+        "vae_steps": vae_steps, "decoder_steps": decoder_steps, "unet_steps": steps,
+        "unet_restarts": list(unet_restarts), "train_minutes": round(train_minutes, 2),
         "vae_minutes": round((t_vae - t_start) / 60, 2), "folder_mb": round(size_mb, 2),
         "sampling": {"steps": sample_steps, "guidance_scale": guidance_scale, "scheduler": scheduler,
                      "batch_size": 50, "images_per_s": round(ips, 2)},
