@@ -70,7 +70,7 @@ def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Pa
     torch.manual_seed(run.seed)
     model, log = _trainer(method)(clip, trainval.classes, train, val, run=run, p=p, seed=run.seed,
                                   evaluate_val=evaluate_val, **({"variant": method} if method.startswith("coop") else {}))
-    model.save(Path(out_dir) / method / f"{run.name}.safetensors",
+    model.save(trained_model_path(out_dir, method, run.name),
                extra={"method": method, "run": run.name, "budget": budget.name, "model_fingerprint": clip.fingerprint,
                       "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum())})
     atomic_write_json(Path(plots_dir) / method / run.name / "train_log.json", log)
@@ -89,7 +89,7 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     run = parse_run(run_name)
     test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
     scorer = load_trained_scorer(method, run.name, clip, test.classes, params, models_dir)
-    meta = read_learned_meta(Path(models_dir) / method / f"{run.name}.safetensors")  # what train_run recorded
+    meta = read_learned_meta(trained_model_path(models_dir, method, run.name))  # what train_run recorded
     ids, scores, probs, targets = score_cache(test, scorer)
     write_scores(Path(scores_dir) / f"{method}_{run.name}.parquet", ids, test.classes, scores)
     ev = params.evaluate
@@ -124,10 +124,15 @@ def split_method_run(name: str) -> tuple[str, str] | None:
     return None
 
 
+def trained_model_path(models_dir: str | Path, method: str, run_name: str) -> Path:
+    """Where :func:`train_run` saves a run and the evaluation reads it."""
+    return Path(models_dir) / method / f"{run_name}.safetensors"
+
+
 def load_trained_scorer(method: str, run_name: str, clip, classes: list[str], params,
                         models_dir: str | Path = "data/models"):
     """The test-time scorer of a trained run (``{models_dir}/{method}/{run}.safetensors``)."""
-    path = Path(models_dir) / method / f"{run_name}.safetensors"
+    path = trained_model_path(models_dir, method, run_name)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trained model (run the {method} stage for {run_name})")
     if method == "dualcoop":

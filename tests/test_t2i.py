@@ -86,7 +86,8 @@ _TINY = dict(arch="tinyworld-RN", clip_checkpoint=None, seed=0, image_size=32, n
              vae_norm_groups=4, latent_channels=4, vae_steps=2, vae_batch_size=4, vae_lr=1e-3, kl_weight=1e-3,
              decoder_steps=2, decoder_batch_size=4, decoder_lr=1e-3,
              unet_channels=[16, 32], unet_cross_attn=[False, True], unet_layers_per_block=1, unet_head_dim=8,
-             unet_norm_groups=8, steps=4, unet_restarts=[2], batch_size=4, lr=1e-3, warmup_steps=1, weight_decay=0.01, ema_decay=0.9,
+             unet_norm_groups=8, steps=4, unet_restarts=[2], batch_size=4, lr=1e-3, warmup_steps=1, weight_decay=0.01,
+             ema_decay=0.9,
              cond_drop_prob=0.5, snr_gamma=5.0, partial_caption_prob=0.0, bf16=True, ckpt_every=1, sample_steps=2,
              guidance_scale=2.0, scheduler="dpm", n_eval=4, n_grid=4)
 
@@ -111,7 +112,8 @@ def test_training_resumes_from_checkpoint(tmp_path, monkeypatch):
     scenes = _scenes(tmp_path)
     a, b = tmp_path / "a", tmp_path / "b"
     summary = t2i_pretrain.pretrain_t2i(scenes, a / "t2i", a / "m.json", a / "grid.png", **_TINY)
-    assert summary["unet_steps"] == 4 and summary["unet_restarts"] == [2] and (a / "grid.png").is_file() and not (a / "t2i.partial").exists()
+    assert summary["unet_steps"] == 4 and summary["unet_restarts"] == [2]
+    assert (a / "grid.png").is_file() and not (a / "t2i.partial").exists()
 
     save = t2i_pretrain._save_ckpt
 

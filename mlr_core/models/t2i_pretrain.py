@@ -256,7 +256,8 @@ def pretrain_t2i(scenes_path: str | Path, out_dir: str | Path, log_path: str | P
                  decoder_lr: float, unet_channels: list[int],
                  unet_cross_attn: list[bool], unet_layers_per_block: int, unet_head_dim: int, unet_norm_groups: int,
                  steps: int, unet_restarts: list[int], batch_size: int, lr: float, warmup_steps: int,
-                 weight_decay: float, ema_decay: float, cond_drop_prob: float, snr_gamma: float, partial_caption_prob: float, bf16: bool,
+                 weight_decay: float, ema_decay: float, cond_drop_prob: float, snr_gamma: float,
+                 partial_caption_prob: float, bf16: bool,
                  ckpt_every: int, sample_steps: int, guidance_scale: float, scheduler: str, n_eval: int,
                  n_grid: int) -> dict:
     out_dir = Path(out_dir)
