@@ -473,7 +473,8 @@ class T2IPretrainParams(_Section):
         if len(self.unet_cross_attn) != len(self.unet_channels):
             raise ValueError("unet_cross_attn needs one entry per unet_channels level")
         if any(not 0 < r < self.steps for r in self.unet_restarts):
-            raise ValueError(f"unet_restarts must lie strictly between 0 and steps ({self.steps}), got {self.unet_restarts}")
+            raise ValueError(f"unet_restarts must lie strictly between 0 and steps ({self.steps}), "
+                             f"got {self.unet_restarts}")
         if self.image_size % 2 ** (len(self.vae_channels) - 1):
             raise ValueError("image_size must be divisible by 2 ** (len(vae_channels) - 1)")
         return self

@@ -86,10 +86,9 @@ _TINY = dict(arch="tinyworld-RN", clip_checkpoint=None, seed=0, image_size=32, n
              vae_norm_groups=4, latent_channels=4, vae_steps=2, vae_batch_size=4, vae_lr=1e-3, kl_weight=1e-3,
              decoder_steps=2, decoder_batch_size=4, decoder_lr=1e-3,
              unet_channels=[16, 32], unet_cross_attn=[False, True], unet_layers_per_block=1, unet_head_dim=8,
-             unet_norm_groups=8, steps=4, unet_restarts=[2], batch_size=4, lr=1e-3, warmup_steps=1, weight_decay=0.01,
-             ema_decay=0.9,
-             cond_drop_prob=0.5, snr_gamma=5.0, partial_caption_prob=0.0, bf16=True, ckpt_every=1, sample_steps=2,
-             guidance_scale=2.0, scheduler="dpm", n_eval=4, n_grid=4)
+             unet_norm_groups=8, steps=4, unet_restarts=[2], batch_size=4, lr=1e-3, warmup_steps=1,
+             weight_decay=0.01, ema_decay=0.9, cond_drop_prob=0.5, snr_gamma=5.0, partial_caption_prob=0.0,
+             bf16=True, ckpt_every=1, sample_steps=2, guidance_scale=2.0, scheduler="dpm", n_eval=4, n_grid=4)
 
 
 def _scenes(tmp_path):
