@@ -67,8 +67,8 @@ def _check_numeric(arr: np.ndarray, name: str) -> None:
         )
 
 
-def _format_scores(x, name: str, ndim: int | None = 2) -> np.ndarray:
-    """Validate and return a finite ``float64`` array."""
+def _to_numeric_array(x, name: str, ndim: int | None) -> np.ndarray:
+    """``x`` as a numpy array of a real numeric dtype with ``ndim`` dimensions (any if None)."""
     arr = _to_numpy(x, name)
     _check_numeric(arr, name)
     if ndim is not None and arr.ndim != ndim:
@@ -76,6 +76,12 @@ def _format_scores(x, name: str, ndim: int | None = 2) -> np.ndarray:
             f"`{name}` must be a {ndim}-D array of shape "
             f"{'(N, C)' if ndim == 2 else '(N,)'}, got shape {arr.shape}"
         )
+    return arr
+
+
+def _format_scores(x, name: str, ndim: int | None = 2) -> np.ndarray:
+    """Validate and return a finite ``float64`` array."""
+    arr = _to_numeric_array(x, name, ndim)
     arr = arr.astype(np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
         n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
@@ -87,13 +93,7 @@ def _format_scores(x, name: str, ndim: int | None = 2) -> np.ndarray:
 
 def _format_targets(x, name: str = "targets", ndim: int | None = 2) -> np.ndarray:
     """Validate and return an ``int8`` array with values in {-1, 0, 1}."""
-    arr = _to_numpy(x, name)
-    _check_numeric(arr, name)
-    if ndim is not None and arr.ndim != ndim:
-        raise ValueError(
-            f"`{name}` must be a {ndim}-D array of shape "
-            f"{'(N, C)' if ndim == 2 else '(N,)'}, got shape {arr.shape}"
-        )
+    arr = _to_numeric_array(x, name, ndim)
     ok = np.isin(arr, _VALID_TARGET_VALUES)
     if not np.all(ok):
         bad = np.unique(arr[~ok])

@@ -18,3 +18,18 @@ def stage_args(description: str, extra=None) -> tuple[argparse.Namespace, Params
     except ParamsError as e:
         sys.exit(f"error: {e}")
     return args, params
+
+
+def image_supervised_args(description: str, features_flag: str, features_default: str
+                          ) -> tuple[argparse.Namespace, Params]:
+    """The arguments train_image_supervised and evaluate_image_supervised share: which method and run,
+    the label budgets, and one cached-features file (``features_flag``, e.g. ``--trainval``)."""
+    from mlr_core.supervised import METHODS  # imported here so that every other stage skips its imports
+
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--method", required=True, choices=METHODS)
+        parser.add_argument("--run", required=True)
+        parser.add_argument("--budgets", default="data/budgets")
+        parser.add_argument(features_flag, default=features_default)
+
+    return stage_args(description, extra)

@@ -3,17 +3,14 @@ image-supervised run and write its scores, metrics and plots (params: model, eva
 evaluate.top_k; image_supervised.<method> for its test-time fields)."""
 import sys
 
-from _common import stage_args
+from _common import image_supervised_args
 
 from mlr_core.budgets import BudgetError
 from mlr_core.cache import CacheMismatchError, FeatureCache
 from mlr_core.models.clip import load_clip
-from mlr_core.supervised import METHODS, evaluate_run
+from mlr_core.supervised import evaluate_run
 
-args, params = stage_args(__doc__, lambda p: (p.add_argument("--method", required=True, choices=METHODS),
-                                              p.add_argument("--run", required=True),
-                                              p.add_argument("--budgets", default="data/budgets"),
-                                              p.add_argument("--test", default="data/features/test.parquet")))
+args, params = image_supervised_args(__doc__, "--test", "data/features/test.parquet")
 mp = params.model
 try:
     image_size = FeatureCache(args.test).meta["image_size"]

@@ -2,17 +2,14 @@
 trainval features (params: model, image_supervised.<method>); stage evaluate_<method> scores the test split."""
 import sys
 
-from _common import stage_args
+from _common import image_supervised_args
 
 from mlr_core.budgets import BudgetError
 from mlr_core.cache import CacheMismatchError, FeatureCache
 from mlr_core.models.clip import load_clip
-from mlr_core.supervised import METHODS, train_run
+from mlr_core.supervised import train_run
 
-args, params = stage_args(__doc__, lambda p: (p.add_argument("--method", required=True, choices=METHODS),
-                                              p.add_argument("--run", required=True),
-                                              p.add_argument("--budgets", default="data/budgets"),
-                                              p.add_argument("--trainval", default="data/features/trainval.parquet")))
+args, params = image_supervised_args(__doc__, "--trainval", "data/features/trainval.parquet")
 mp = params.model
 try:
     image_size = FeatureCache(args.trainval).meta["image_size"]

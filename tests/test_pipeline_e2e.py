@@ -64,11 +64,24 @@ def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
+# the frozen pretrain stages' outputs ship in git, so a clone has them: make_project copies them too
+SHIPPED_OUTPUTS = ("models", "metrics/pretrain_clip.json", "metrics/pretrain_t2i.json", "plots/t2i_samples.png")
+
+
+def undeclared_outputs(project: Path) -> list[str]:
+    """Files the pipeline wrote under data/, metrics/ and plots/ that no stage in dvc.lock declares: DVC would
+    neither version them nor see that they went stale."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    declared = [Path(o["path"]) for stage in lock["stages"].values() for o in stage.get("outs", [])]
+    declared += [Path(p) for p in SHIPPED_OUTPUTS]
+    written = [f.relative_to(project) for top in ("data", "metrics", "plots") for f in (project / top).rglob("*")
+               if f.is_file() and f.name != ".gitignore"]
+    return sorted(str(f) for f in written if not any(f == o or o in f.parents for o in declared))
+
+
 def make_project(d: Path, overrides: dict) -> Path:
     """A scratch copy of the project (code, pipeline, shipped checkpoint) with params overridden."""
-    # the frozen pretrain_clip stage's outputs ship in git, so a clone has them: copy them too
-    for name in ("dvc.yaml", "pipeline", "mlr_core", "models", "metrics/pretrain_clip.json",
-                 "metrics/pretrain_t2i.json", "plots/t2i_samples.png"):
+    for name in ("dvc.yaml", "pipeline", "mlr_core", *SHIPPED_OUTPUTS):
         src = ROOT / name
         (d / name).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -99,6 +112,7 @@ def test_dvc_repro_end_to_end(project):
         assert (project / "plots" / method / "pr_curve.json").exists()
     shown = run(["dvc", "metrics", "show", "--json"], project)
     assert "zsclip_dpt.json" in shown
+    assert undeclared_outputs(project) == []
 
     # nothing changed: nothing runs
     assert ran_stages(run(["dvc", "repro"], project)) == set()
