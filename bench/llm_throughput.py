@@ -36,7 +36,7 @@ def main() -> None:
     texts = [template.format(cls=CLASSES[i % len(CLASSES)], attribute=attrs[i % len(attrs)], n=3)
              for i in range(args.prompts)]
     reqs = [ChatRequest.user(t, request_seed(0, t)) for t in texts]
-    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
+    sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=0.7, top_p=0.9, repetition_penalty=1.1)
     t0 = time.perf_counter()
     backend = TransformersBackend(args.model, sampling=sampling, batch_size=args.batch)
     load_s = time.perf_counter() - t0

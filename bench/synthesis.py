@@ -58,8 +58,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pipe = load_pipeline(args.model, args.device, args.dtype)
     prompts = load_prompts(args.captions).select(range(args.images))
-    cfg = SynthesisConfig(images_per_caption=1, steps=args.steps, guidance=args.guidance, batch_size=args.batch,
-                          shard_size=args.batch * 2)
+    cfg = SynthesisConfig(images_per_caption=1, resolution=None, steps=args.steps, guidance=args.guidance,
+                          batch_size=args.batch, seed=0, shard_size=args.batch * 2, max_retries=2)
     pipe(prompt=prompts.texts[:2], num_inference_steps=2, guidance_scale=args.guidance)  # warm-up
     bare, staged = [], []
     with tempfile.TemporaryDirectory() as tmp:

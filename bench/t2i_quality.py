@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from mlr_core.config import load_params
-from mlr_core.data.datasets import load_dataset
+from mlr_core.data.datasets import load_from_params
 from mlr_core.data.tinyworld import CLASSES, caption_with_classes, sample_scene, sample_scenes
 from mlr_core.methods.zsclip import zero_shot_scorer
 from mlr_core.metrics import multilabel_metrics
@@ -100,7 +100,7 @@ def main() -> None:
         assert sorted(named) == s.labels
         captions.append(cap)
         targets[i, s.labels] = 1
-    data = load_dataset(ds.name, ds.root, manifest=ds.manifest, classes=ds.classes)
+    data = load_from_params(ds)
     test = data.subset("test").select(range(len(test_scenes)))
     assert (test.targets == targets).all(), "the regenerated test scenes differ from the benchmark's"
 

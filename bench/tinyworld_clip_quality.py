@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from mlr_core.cache import FeatureCache, write_feature_cache
 from mlr_core.config import load_params
-from mlr_core.data.datasets import load_dataset
+from mlr_core.data.datasets import load_from_params
 from mlr_core.data.tinyworld import CLASSES, sample_scene
 from mlr_core.metrics import multilabel_metrics
 from mlr_core.methods.zsclip import zero_shot_scorer
@@ -74,7 +74,7 @@ def main() -> None:
     ds, mp = params.dataset, params.model
     torch.manual_seed(0)
     clip = load_clip(mp.arch, mp.pretrained, "cpu")
-    data = load_dataset(ds.name, ds.root, manifest=ds.manifest, classes=ds.classes)
+    data = load_from_params(ds)
     with tempfile.TemporaryDirectory() as tmp:
         path = write_feature_cache(data.subset("test"), clip, Path(tmp) / "test.parquet", batch_size=128,
                                    shard_size=1024)

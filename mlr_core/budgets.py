@@ -178,11 +178,15 @@ def parse_run(name: str) -> Run:
 # ------------------------------------------------------------------------------------------------------
 # the artifact
 # ------------------------------------------------------------------------------------------------------
-def _write_labels(path: Path, image_ids: Sequence[str], labels: np.ndarray, classes: Sequence[str]) -> None:
+def _write_labels(path: Path, image_ids: Sequence[str], labels: np.ndarray, classes: Sequence[str],
+                  info: dict) -> None:
+    """One budget file, self-contained: its info (sizes; a zero-shot split's seen / unseen classes) rides in the
+    file's metadata, so a stage that reads one budget depends on that file alone."""
     table = pa.table({"image_id": list(image_ids),
                       "labels": pa.FixedSizeListArray.from_arrays(pa.array(labels.astype(np.int8).ravel()),
                                                                   labels.shape[1])})
-    pq.write_table(table.replace_schema_metadata({b"classes": json.dumps(list(classes)).encode()}), path)
+    pq.write_table(table.replace_schema_metadata({b"classes": json.dumps(list(classes)).encode(),
+                                                  b"info": json.dumps(info, sort_keys=True).encode()}), path)
 
 
 def write_budgets(image_ids: Sequence[str], targets: np.ndarray, classes: Sequence[str], out_dir: str | Path, *,
@@ -198,9 +202,9 @@ def write_budgets(image_ids: Sequence[str], targets: np.ndarray, classes: Sequen
              "budgets": {}}
 
     def add(d: Path, name: str, rows: np.ndarray, labels: np.ndarray, **extra) -> None:
-        _write_labels(d / f"{name}.parquet", ids[rows], labels, classes)
         index["budgets"][name] = {"n_images": int(len(rows)), "n_known": int((labels != IGNORE).sum()),
                                   "positives_per_class": (labels == 1).sum(0).astype(int).tolist(), **extra}
+        _write_labels(d / f"{name}.parquet", ids[rows], labels, classes, index["budgets"][name])
 
     with atomic_dir(out_dir) as d:
         add(d, "val", val, targets[val])
@@ -240,7 +244,7 @@ def load_budget(budget_dir: str | Path, name: str) -> Budget:
     table = pq.read_table(path)
     classes = json.loads(table.schema.metadata[b"classes"])
     labels = table.column("labels").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(len(table), -1)
-    info = json.loads((budget_dir / "index.json").read_text())["budgets"].get(stem, {})
+    info = json.loads(table.schema.metadata[b"info"])
     return Budget(stem, table.column("image_id").to_pylist(), labels.astype(np.int8), classes, info)
 
 

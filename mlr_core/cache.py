@@ -33,7 +33,6 @@ from tqdm import tqdm
 
 from mlr_core.data.manifest import LabelledImages
 from mlr_core.io import atomic_path, atomic_write_json
-from mlr_core.models.features import encode_image_features, encode_text_features
 
 META_KEY = b"mlr_core"
 ROW_GROUP_ROWS = 64  # small row groups bound the reader's memory even for 14x14x1024 dense maps
@@ -118,8 +117,8 @@ def _write_sharded(out_path: Path, ids: Sequence[str], state: dict, shard_size: 
 
 
 def _model_meta(clip) -> dict:
-    return {"fingerprint": clip.fingerprint, "arch": clip.arch, "pretrained": clip.pretrained,
-            "image_size": clip.image_size}
+    return {"fingerprint": clip.fingerprint, "weights_id": clip.weights_id, "arch": clip.arch,
+            "pretrained": clip.pretrained, "image_size": clip.image_size}
 
 
 def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, batch_size: int, shard_size: int,
@@ -132,6 +131,8 @@ def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, bat
     ``processes`` is an ``accelerate.PartialState`` when launched with ``accelerate launch``: process
     ``r`` of ``n`` encodes shards ``r, r + n, ...``, and the main process merges them once all are done.
     """
+    from mlr_core.models.features import encode_image_features  # open_clip: only the writers need it
+
     if on_unreadable not in ("skip", "error"):
         raise ValueError(f"features.on_unreadable must be 'skip' or 'error', got {on_unreadable!r}")
 
@@ -176,6 +177,8 @@ def write_text_feature_cache(texts: Sequence[str], ids: Sequence[str], labels: n
     """Encode sentences with the frozen text tower: ``global`` = the EOT feature, ``dense`` = every valid
     token's projected feature (SOT..EOT, padding dropped; ``length`` tokens a row). Text stands in for
     images in text-only training (TaI-DPT), so the layout matches the image cache."""
+    from mlr_core.models.features import encode_text_features
+
     texts, ids = list(texts), list(ids)
 
     def encode_shard(lo, hi, bar):

@@ -1,8 +1,14 @@
 """Evaluate a scorer on a cached test split: stream features, score, compute metrics, write the
 metrics JSON (DVC metrics), per-class AP and a precision-recall curve (DVC plots) and the raw scores
-(Parquet, for score ensembles that should not retrain anything)."""
+(Parquet, for score ensembles that should not retrain anything).
+
+Every metrics file and scores file says what produced it (:func:`provenance`): the model (arch, weights,
+fingerprint, resolution) and the dataset (name, root, label policies) the test cache was made from, so an
+experiment's table never silently mixes numbers of two models.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +20,15 @@ from tqdm import tqdm
 from mlr_core.cache import FeatureCache
 from mlr_core.io import atomic_path, atomic_write_json
 from mlr_core.metrics import MultilabelMetrics, precision_recall_curve_points
+
+SCORES_META_KEY = b"mlr_core"
+
+
+def provenance(cache: FeatureCache) -> dict:
+    """``{"model": {...}, "dataset": {...}}`` of the features in ``cache`` (as its features stage recorded)."""
+    m = cache.meta
+    return {"model": {k: m.get(k) for k in ("arch", "pretrained", "weights_id", "fingerprint", "image_size")},
+            "dataset": m.get("dataset")}
 
 
 def score_cache(cache: FeatureCache, scorer, batch_rows: int = 256):
@@ -32,13 +47,30 @@ def score_cache(cache: FeatureCache, scorer, batch_rows: int = 256):
     return ids, np.concatenate(scores), np.concatenate(probs), np.concatenate(targets)
 
 
-def write_scores(path: str | Path, image_ids: list[str], classes: list[str], scores: np.ndarray) -> None:
+def write_scores(path: str | Path, image_ids: list[str], classes: list[str], scores: np.ndarray,
+                 origin: dict) -> None:
+    """Scores (N, C) as Parquet; ``origin`` (:func:`provenance`) and the class names in the file metadata."""
     table = pa.table({"image_id": image_ids,
                       "scores": pa.FixedSizeListArray.from_arrays(pa.array(scores.astype(np.float32).ravel()),
                                                                   scores.shape[1])})
-    table = table.replace_schema_metadata({b"classes": "\n".join(classes).encode()})
+    meta = {"classes": list(classes), **origin}
+    table = table.replace_schema_metadata({SCORES_META_KEY: json.dumps(meta, sort_keys=True).encode()})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, dict]:
+    """-> (image ids, (N, C) float64 scores, metadata: classes, model, dataset) of :func:`write_scores`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: scores not found (run the method's evaluation stage first)")
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(SCORES_META_KEY)
+    if raw is None:
+        raise ValueError(f"{path}: not a scores file of this project (no metadata): re-run its evaluation stage")
+    meta = json.loads(raw)
+    scores = table.column("scores").combine_chunks().values.to_numpy(zero_copy_only=False).reshape(len(table), -1)
+    return table.column("image_id").to_pylist(), scores.astype(np.float64), meta
 
 
 def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.ndarray, classes: list[str], *,
@@ -57,3 +89,19 @@ def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.n
     atomic_write_json(plots_dir / "pr_curve.json",
                       [{k: round(v, 5) for k, v in p.items()} for p in precision_recall_curve_points(scores, targets)])
     return summary
+
+
+def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float, top_k: list[int],
+                    scores_path: str | Path, metrics_path: str | Path, plots_dir: str | Path,
+                    info: dict | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Score ``cache`` with ``scorer`` once, save the scores, write the metrics and plots.
+
+    Returns (metrics, scores, targets). The metrics hold ``method`` (``name``), ``info`` and the cache's
+    :func:`provenance`."""
+    ids, scores, probs, targets = score_cache(cache, scorer)
+    origin = provenance(cache)
+    write_scores(scores_path, ids, cache.classes, scores, origin)
+    summary = evaluate_scores(scores, probs, targets, cache.classes, threshold=threshold, top_k=top_k,
+                              metrics_path=metrics_path, plots_dir=plots_dir,
+                              info={"method": name, **(info or {}), **origin})
+    return summary, scores, targets

@@ -77,30 +77,36 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+LEARNED_META_KEY = "mlr_core"
+
+
 def save_learned(path: str | Path, tensors: dict, *, classnames: list[str], config: dict,
                  extra: dict | None = None) -> None:
     """Save a method's learned tensors (safetensors, atomic) with what rebuilds the module around them:
-    the class names, its config and any ``extra`` entries, each JSON-encoded in the file's metadata."""
+    the class names, its config and any ``extra`` entries, as one JSON document (sorted keys) under one
+    metadata key. (safetensors writes several metadata keys in a random order, so the same tensors would
+    give a different file, and a different DVC hash, on every run.)"""
     from safetensors.torch import save_file
 
-    meta = {"classnames": json.dumps(list(classnames)), "config": json.dumps(config),
-            **{k: json.dumps(v) for k, v in (extra or {}).items()}}
+    meta = {"classnames": list(classnames), "config": config, **(extra or {})}
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        save_file(tensors, str(tmp), metadata={LEARNED_META_KEY: json.dumps(meta, sort_keys=True)})
 
 
 def read_learned_meta(path: str | Path) -> dict:
-    """The JSON-decoded metadata written by :func:`save_learned` (the tensors are not read)."""
+    """The metadata written by :func:`save_learned` (the tensors are not read)."""
     from safetensors import safe_open
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trained model here (run its training stage first)")
     with safe_open(str(path), "pt") as f:
-        meta = {k: json.loads(v) for k, v in (f.metadata() or {}).items()}
+        raw = (f.metadata() or {}).get(LEARNED_META_KEY)
+    meta = json.loads(raw) if raw else {}
     if "classnames" not in meta or "config" not in meta:
-        raise ValueError(f"{path}: not a saved model of this project (metadata lacks 'classnames'/'config')")
+        raise ValueError(f"{path}: not a saved model of this project (no '{LEARNED_META_KEY}' metadata with "
+                         f"'classnames' and 'config'): re-run its training stage")
     return meta
 
 

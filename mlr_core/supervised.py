@@ -15,11 +15,12 @@ import torch
 
 from mlr_core.budgets import budget_features, load_budget, parse_run
 from mlr_core.cache import FeatureCache
-from mlr_core.evaluate import evaluate_scores, score_cache, write_scores
+from mlr_core.evaluate import evaluate_method
 from mlr_core.io import atomic_write_json, read_learned_meta
+from mlr_core.methods.registry import IMAGE_SUPERVISED, build_scorer, get_method, method_module
 from mlr_core.metrics import multilabel_metrics, zero_shot_metrics
 
-METHODS = ("dualcoop", "pvlr", "coop", "coop_dpt")
+METHODS = IMAGE_SUPERVISED
 
 
 def _tensors(arrays: dict) -> dict[str, torch.Tensor]:
@@ -31,29 +32,24 @@ def _tensors(arrays: dict) -> dict[str, torch.Tensor]:
 
 
 def _trainer(method: str):
-    if method == "dualcoop":
-        from mlr_core.methods.dualcoop import train_dualcoop
-        return train_dualcoop
-    if method == "pvlr":
-        from mlr_core.methods.pvlr import train_pvlr
-        return train_pvlr
-    if method in ("coop", "coop_dpt"):
-        from mlr_core.methods.coop import train_coop
-        return train_coop
-    raise ValueError(f"unknown image-supervised method {method!r}; known: {METHODS}")
+    if method not in METHODS:
+        raise ValueError(f"unknown image-supervised method {method!r}; known: {METHODS}")
+    return getattr(method_module(method), get_method(method).trainer)
 
 
 def method_params(method: str, params):
     isp = params.image_supervised
-    return {"dualcoop": isp.dualcoop, "pvlr": isp.pvlr, "coop": isp.coop, "coop_dpt": isp.coop}[method]
+    return {"dualcoop": lambda: isp.dualcoop, "pvlr": lambda: isp.pvlr, "coop": lambda: isp.coop,
+            "coop_dpt": lambda: isp.coop}[method]()
 
 
 def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Path, trainval_path: str | Path,
               out_dir: str | Path = "data/models", plots_dir: str | Path = "plots") -> dict:
     """Train ``method`` on run ``run_name``'s label budget of the trainval cache.
 
-    Writes ``{out_dir}/{method}/{run}.safetensors`` (the budget's size in its metadata) and
-    ``{plots_dir}/{method}/{run}/train_log.json``; returns the last log entry. The test split is not read."""
+    Writes ``{out_dir}/{method}/{run}.safetensors`` (the budget's size and the CLIP weights id in its
+    metadata) and ``{plots_dir}/{method}/{run}/train_log.json``; returns the last log entry. The test split is
+    not read."""
     run = parse_run(run_name)
     trainval = FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)
     budget = load_budget(budgets_dir, run.budget)
@@ -71,7 +67,7 @@ def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Pa
     model, log = _trainer(method)(clip, trainval.classes, train, val, run=run, p=p, seed=run.seed,
                                   evaluate_val=evaluate_val, **({"variant": method} if method.startswith("coop") else {}))
     model.save(trained_model_path(out_dir, method, run.name),
-               extra={"method": method, "run": run.name, "budget": budget.name, "model_fingerprint": clip.fingerprint,
+               extra={"method": method, "run": run.name, "budget": budget.name, "model_weights": clip.weights_id,
                       "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum())})
     atomic_write_json(Path(plots_dir) / method / run.name / "train_log.json", log)
     return log[-1] if log else {}
@@ -88,23 +84,25 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     GZSL metrics over its budget's unseen and seen classes."""
     run = parse_run(run_name)
     test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
-    scorer = load_trained_scorer(method, run.name, clip, test.classes, params, models_dir)
-    meta = read_learned_meta(trained_model_path(models_dir, method, run.name))  # what train_run recorded
-    ids, scores, probs, targets = score_cache(test, scorer)
-    write_scores(Path(scores_dir) / f"{method}_{run.name}.parquet", ids, test.classes, scores)
+    path = trained_model_path(models_dir, method, run.name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trained model (run the train_{method} stage for {run.name})")
+    scorer = build_scorer(method, clip, test.classes, params, path)
+    meta = read_learned_meta(path)  # what train_run recorded
     ev = params.evaluate
-    info = {"method": method, "run": run.name, "budget": meta.get("budget"), "seed": run.seed,
-            "train_images": meta.get("train_images"), "known_labels": meta.get("known_labels"),
-            "dataset": test.meta.get("dataset"), "image_size": test.meta["image_size"]}
+    info = {"run": run.name, "budget": meta.get("budget"), "seed": run.seed,
+            "train_images": meta.get("train_images"), "known_labels": meta.get("known_labels")}
     metrics_path = Path(metrics_dir) / method / f"{run.name}.json"
-    summary = evaluate_scores(scores, probs, targets, test.classes, threshold=ev.threshold, top_k=ev.top_k,
-                              metrics_path=metrics_path, plots_dir=Path(plots_dir) / method / run.name, info=info)
+    summary, scores, targets = evaluate_method(
+        test, scorer, name=method, threshold=ev.threshold, top_k=ev.top_k,
+        scores_path=Path(scores_dir) / f"{method}_{run.name}.parquet", metrics_path=metrics_path,
+        plots_dir=Path(plots_dir) / method / run.name, info=info)
     if run.kind == "zsl":
         budget = load_budget(budgets_dir, run.budget)
         seen, unseen = budget.info["seen"], budget.info["unseen"]
         zs = zero_shot_metrics(scores, targets, [test.classes.index(c) for c in unseen],
                                [test.classes.index(c) for c in seen], top_k=ev.top_k,
-                               zsl_images=getattr(method_params(method, params), "zsl_images", "with_unseen"))
+                               zsl_images=method_params(method, params).zsl_images)
         summary.update({part: {k: round(v, 3) if isinstance(v, float) else v for k, v in m.items()}
                         for part, m in zs.items()})
         summary["unseen"] = unseen
@@ -112,42 +110,6 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     return summary
 
 
-def split_method_run(name: str) -> tuple[str, str] | None:
-    """``dualcoop_partial10_s0`` -> (``dualcoop``, ``partial10_s0``); None if ``name`` is not such a name."""
-    for method in sorted(METHODS, key=len, reverse=True):
-        if name.startswith(method + "_"):
-            try:
-                parse_run(name[len(method) + 1:])
-            except ValueError:
-                return None
-            return method, name[len(method) + 1:]
-    return None
-
-
 def trained_model_path(models_dir: str | Path, method: str, run_name: str) -> Path:
     """Where :func:`train_run` saves a run and the evaluation reads it."""
     return Path(models_dir) / method / f"{run_name}.safetensors"
-
-
-def load_trained_scorer(method: str, run_name: str, clip, classes: list[str], params,
-                        models_dir: str | Path = "data/models"):
-    """The test-time scorer of a trained run (``{models_dir}/{method}/{run}.safetensors``)."""
-    path = trained_model_path(models_dir, method, run_name)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no trained model (run the {method} stage for {run_name})")
-    if method == "dualcoop":
-        from mlr_core.methods.dualcoop import DualCoOp
-        model = DualCoOp.load(path, clip)
-    elif method == "pvlr":
-        from mlr_core.methods.pvlr import PVLR
-        model = PVLR.load(path, clip)
-    else:
-        from mlr_core.methods.coop import CoopModel
-        from mlr_core.methods.tai_dpt import DoubleGrainedPrompts
-        p = params.image_supervised.coop
-        model = CoopModel(DoubleGrainedPrompts.load(path, clip)[0], scale=p.scale, image_temperature=p.image_temperature,
-                          local_weight=p.local_weight, probability_scale=float(clip.model.logit_scale.exp().item()))
-    trained = getattr(model, "classnames", None) or model.prompts.classnames
-    if list(trained) != list(classes):
-        raise ValueError(f"{path} was trained for classes {list(trained)[:5]}..., the cache has {list(classes)[:5]}...")
-    return model.scorer()

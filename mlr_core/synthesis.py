@@ -14,8 +14,9 @@ Output, one folder (``out_dir``), written as a whole once complete:
   schema metadata ``classes`` (the mined-captions convention);
 * ``manifest.csv`` + ``classes.txt``: the generic dataset format (:mod:`mlr_core.data.manifest`, every row
   split ``trainval``), so the feature-cache stage encodes the synthetic set like any benchmark;
-* ``summary.json``: counts and throughput; ``state.json``: the model, config and prompt list it was made
-  from (a rerun with the same state returns at once).
+* ``summary.json``: counts (no timings: the folder is the same on every machine; throughput is printed);
+  ``state.json``: the model, config and prompt list it was made from (a rerun with the same state returns at
+  once).
 
 Work is split in shards of ``shard_size`` captions, done in ``<out_dir>.partial/``; a shard is finished
 when its Parquet file exists (written atomically after its images), so a killed run resumes at the first
@@ -43,6 +44,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from mlr_core.data.manifest import CLASSES_FILE, MANIFEST_FILE
 from mlr_core.io import atomic_path, atomic_write_json, atomic_write_text, replace_dir
 from mlr_core.metrics import IGNORE
 
@@ -150,14 +152,16 @@ def _to_png(image: np.ndarray, path: Path) -> None:
 
 @dataclass(frozen=True)
 class SynthesisConfig:
-    images_per_caption: int = 1
-    resolution: int | None = None
-    steps: int = 20
-    guidance: float = 7.5
-    batch_size: int = 8
-    seed: int = 0
-    shard_size: int = 64  # captions per shard
-    max_retries: int = 2
+    """What determines the synthetic images besides the pipeline and the prompts (the ``synthesis`` params)."""
+
+    images_per_caption: int
+    resolution: int | None
+    steps: int
+    guidance: float
+    batch_size: int
+    seed: int
+    shard_size: int  # captions per shard
+    max_retries: int
 
 
 def _labels_field(labels: np.ndarray, classes: list[str]) -> str:
@@ -248,7 +252,8 @@ def synthesize(pipe, prompts: Prompts, out_dir: str | Path, cfg: SynthesisConfig
     bar.close()
     seconds = time.perf_counter() - start
     if todo:
-        atomic_write_json(work / f"timing-{processes.process_index}.json", {"seconds": seconds, "images": n_todo})
+        print(f"synthesis (process {processes.process_index}): {n_todo} images in {seconds:.1f} s, "
+              f"{n_todo / seconds:.2f} images/s")
     processes.wait_for_everyone()
     summary = None
     if processes.is_main_process:
@@ -269,12 +274,8 @@ def _assemble(work: Path, out_dir: Path, n_shards: int, classes: list[str], stat
             counts[key] += v
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
     table = table.replace_schema_metadata({b"classes": json.dumps(classes).encode()})
-    timings = [json.loads(p.read_text()) for p in work.glob("timing-*.json")]
-    seconds = max((t["seconds"] for t in timings), default=0.0)
     summary = {"model": state["model"], "prompts": state["n"], "images": table.num_rows, **counts,
-               "images_per_caption": state["config"]["images_per_caption"], "steps": state["config"]["steps"],
-               "last_run_seconds": round(seconds, 2),
-               "last_run_images_per_second": round(sum(t["images"] for t in timings) / seconds, 3) if seconds else None}
+               "images_per_caption": state["config"]["images_per_caption"], "steps": state["config"]["steps"]}
     with atomic_path(work / "manifest.parquet") as tmp:
         pq.write_table(table, tmp)
     labels = table.column("labels").combine_chunks().values.to_numpy().reshape(table.num_rows, -1)
@@ -283,9 +284,9 @@ def _assemble(work: Path, out_dir: Path, n_shards: int, classes: list[str], stat
     writer.writerow(["image", "split", "labels"])
     writer.writerows([p, "trainval", _labels_field(row, classes)]
                      for p, row in zip(table.column("path").to_pylist(), labels))
-    atomic_write_text(work / "manifest.csv", buf.getvalue())
-    atomic_write_text(work / "classes.txt", "\n".join(classes) + "\n")
-    for p in [*shards, *work.glob("timing-*.json")]:
+    atomic_write_text(work / MANIFEST_FILE, buf.getvalue())
+    atomic_write_text(work / CLASSES_FILE, "\n".join(classes) + "\n")
+    for p in shards:
         p.unlink()
     atomic_write_json(work / "summary.json", summary)
     replace_dir(work, out_dir)

@@ -1,5 +1,6 @@
-"""Stage synthesize: images from the mined captions (and optionally the LLM sentences) with a diffusers
-text-to-image pipeline (params: synthesis). Data-parallel under `accelerate launch` / `torchrun` (see README)."""
+"""Stage synthesize: images from the mined captions (and optionally the LLM sentences) with a local diffusers
+text-to-image pipeline (data/synthetic, metrics/synthesis.json). Data-parallel under `accelerate launch` /
+`torchrun` (see README)."""
 import sys
 from pathlib import Path
 
@@ -10,10 +11,11 @@ from mlr_core.io import atomic_write_json
 from mlr_core.models.t2i import T2IUnavailableError
 from mlr_core.synthesis import SynthesisConfig, balanced_subset, load_pipeline, load_prompts, synthesize
 
-args, params = stage_args(__doc__, lambda p: (p.add_argument("--captions", default="data/captions/mined.parquet"),
-                                              p.add_argument("--sentences", default="data/llm/sentences.parquet"),
-                                              p.add_argument("--out", default="data/synthetic")))
-sp = params.synthesis
+stage = stage_args(__doc__, lambda p: (p.add_argument("--captions", default="data/captions/mined.parquet"),
+                                       p.add_argument("--sentences", default="data/llm/sentences.parquet"),
+                                       p.add_argument("--out", default="data/synthetic")),
+                   stages={"synthesize": None})
+args, sp = stage.args, stage.params.synthesis
 cfg = SynthesisConfig(images_per_caption=sp.images_per_caption, resolution=sp.resolution, steps=sp.steps,
                       guidance=sp.guidance, batch_size=sp.batch_size, seed=sp.seed, shard_size=sp.shard_size,
                       max_retries=sp.max_retries)

@@ -1,4 +1,5 @@
-"""Stage train_datafree: hierarchical prompts from the LLM sentences' text features (params: model, datafree)."""
+"""Stage train_datafree: hierarchical prompts from the LLM sentences' text features
+(data/prompts/datafree.safetensors, plots/train_datafree.json)."""
 import sys
 
 from _common import stage_args
@@ -9,9 +10,11 @@ from mlr_core.methods.datafree import HierarchyConfig, train_datafree
 from mlr_core.models.clip import load_clip
 from mlr_core.train import OptimConfig
 
-args, params = stage_args(__doc__, lambda p: (p.add_argument("--features", default="data/features/llm_sentences.parquet"),
-                                              p.add_argument("--llm-dir", default="data/llm"),
-                                              p.add_argument("--out", default="data/prompts/datafree.safetensors")))
+stage = stage_args(__doc__, lambda p: (p.add_argument("--features", default="data/features/llm_sentences.parquet"),
+                                       p.add_argument("--llm-dir", default="data/llm"),
+                                       p.add_argument("--out", default="data/prompts/datafree.safetensors")),
+                   stages={"train_datafree": None})
+args, params = stage.args, stage.params
 mp, dp = params.model, params.datafree
 optim = OptimConfig.from_section(dp, schedule="step", milestones=tuple(dp.milestones))
 cfg = HierarchyConfig(layout=dp.layout, n_shared=dp.n_shared, n_partial=tuple(dp.n_partial), n_specific=dp.n_specific,

@@ -1,4 +1,5 @@
-"""Stage train_prompts: TaI / TaI-DPT prompts from cached caption features (params: model, tai_dpt)."""
+"""Stage train_prompts@<tai, tai_dpt>: TaI / TaI-DPT prompts from cached caption features
+(data/prompts/<variant>.safetensors, plots/train_<variant>.json)."""
 import sys
 
 from _common import stage_args
@@ -9,17 +10,18 @@ from mlr_core.methods.tai_dpt import train_tai_dpt
 from mlr_core.models.clip import load_clip
 from mlr_core.train import OptimConfig
 
-args, params = stage_args(__doc__, lambda p: (p.add_argument("--variant", required=True, choices=["tai", "tai_dpt"]),
-                                              p.add_argument("--captions", default="data/features/captions.parquet")))
+stage = stage_args(__doc__, lambda p: p.add_argument("--captions", default="data/features/captions.parquet"),
+                   stages={"train_prompts": lambda p: p.tai_dpt.variants})
+args, params, variant = stage.args, stage.params, stage.item
 mp, tp = params.model, params.tai_dpt
 optim = OptimConfig.from_section(tp)
 try:
     clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision)
-    log = train_tai_dpt(clip, args.captions, f"data/prompts/{args.variant}.safetensors", variant=args.variant,
+    log = train_tai_dpt(clip, args.captions, f"data/prompts/{variant}.safetensors", variant=variant,
                         n_ctx=tp.n_ctx, class_specific=tp.class_specific, init=tp.init, optim=optim,
                         margin=tp.margin, scale=tp.scale, text_temperature=tp.text_temperature,
                         heldout_fraction=tp.heldout_fraction, seed=tp.seed)
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-atomic_write_json(f"plots/train_{args.variant}.json", log)
-print(f"prompts: data/prompts/{args.variant}.safetensors; last epoch {log[-1]}")
+atomic_write_json(f"plots/train_{variant}.json", log)
+print(f"prompts: data/prompts/{variant}.safetensors; last epoch {log[-1]}")

@@ -167,15 +167,21 @@ def voc_flag(objects: list[tuple[str, int]], cls: str) -> int:
     return -1 if not diffs else (1 if 0 in diffs else 0)
 
 
-def make_voc2007(root: str | Path, missing: bool = True, corrupt: bool = False) -> Path:
-    """``root/VOCdevkit/VOC2007/...`` (trainval and test tars merged, as extracting both gives); returns root."""
+SPLITS = ("trainval", "test")
+
+
+def make_voc2007(root: str | Path, missing: bool = True, corrupt: bool = False, parts=SPLITS) -> Path:
+    """``root/VOCdevkit/VOC2007/...`` (trainval and test tars merged, as extracting both gives; ``parts``:
+    which of the two tars were extracted); returns root."""
     root = Path(root)
     voc = root / "VOCdevkit" / "VOC2007"
     main = voc / "ImageSets" / "Main"
     for sub in ("JPEGImages", "Annotations", "ImageSets/Main", "ImageSets/Layout", "ImageSets/Segmentation",
                 "SegmentationClass", "SegmentationObject"):
         (voc / sub).mkdir(parents=True, exist_ok=True)
-    for k, (image_id, (_, objects)) in enumerate(VOC_IMAGES.items()):
+    for k, (image_id, (split, objects)) in enumerate(VOC_IMAGES.items()):
+        if split not in parts:
+            continue
         (voc / "Annotations" / f"{image_id}.xml").write_text(_voc_xml(image_id, objects))
         if not (missing and image_id in VOC_MISSING):
             _jpeg(voc / "JPEGImages" / f"{image_id}.jpg", k, corrupt=corrupt and image_id == VOC_CORRUPT)
@@ -186,6 +192,8 @@ def make_voc2007(root: str | Path, missing: bool = True, corrupt: bool = False) 
         "test": [i for i, (s, _) in VOC_IMAGES.items() if s == "test"],
     }
     for split, ids in lists.items():
+        if ("test" if split == "test" else "trainval") not in parts:
+            continue
         ids = sorted(ids)  # the official lists are sorted
         (main / f"{split}.txt").write_text("".join(f"{i}\n" for i in ids))
         for cls in VOC_CLASSES:  # official format: "%s %2d"
@@ -217,13 +225,16 @@ def _coco_images(folder: str) -> list[dict]:
              "id": iid} for iid, (f, _) in COCO_IMAGES.items() if f == folder]
 
 
-def make_coco2014(root: str | Path, missing: bool = True, corrupt: bool = False) -> Path:
-    """``root/annotations/{instances,captions}_{train,val}2014.json``, ``root/{train,val}2014/``; returns root."""
+def make_coco2014(root: str | Path, missing: bool = True, corrupt: bool = False, parts=SPLITS) -> Path:
+    """``root/annotations/{instances,captions}_{train,val}2014.json``, ``root/{train,val}2014/`` (``parts``:
+    train2014 is trainval, val2014 test); returns root."""
     root = Path(root)
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     categories = [{"supercategory": sup, "id": cid, "name": name} for cid, name, sup in COCO_CATEGORIES]
     ann_id = 1000
     for folder in ("train2014", "val2014"):
+        if {"train2014": "trainval", "val2014": "test"}[folder] not in parts:
+            continue
         annotations = []
         for iid, (f, objects) in COCO_IMAGES.items():
             if f != folder:
@@ -248,7 +259,7 @@ def make_coco2014(root: str | Path, missing: bool = True, corrupt: bool = False)
 
 
 # ----------------------------------------------------------------------------------------------- NUS-WIDE
-def make_nuswide(root: str | Path, missing: bool = True, corrupt: bool = False) -> Path:
+def make_nuswide(root: str | Path, missing: bool = True, corrupt: bool = False, parts=SPLITS) -> Path:
     """``root/{Concepts81.txt, ImageList/, Groundtruth/TrainTestLabels/, Flickr/}``; returns root."""
     root = Path(root)
     (root / "ImageList").mkdir(parents=True, exist_ok=True)
@@ -257,9 +268,13 @@ def make_nuswide(root: str | Path, missing: bool = True, corrupt: bool = False) 
     (root / "Concepts81.txt").write_text("".join(f"{c}\n" for c in NUSWIDE_CONCEPTS))
     for k, rel in enumerate(NUSWIDE_IMAGES):
         posix = rel.replace("\\", "/")
+        if NUSWIDE_IMAGES[rel][0] not in parts:
+            continue
         if not (missing and posix in NUSWIDE_MISSING):
             _jpeg(root / "Flickr" / posix, k, corrupt=corrupt and posix == NUSWIDE_CORRUPT)
     for list_name, suffix, split in (("TrainImagelist.txt", "Train", "trainval"), ("TestImagelist.txt", "Test", "test")):
+        if split not in parts:
+            continue
         rels = [r for r, (s, _) in NUSWIDE_IMAGES.items() if s == split]
         with open(root / "ImageList" / list_name, "w", newline="") as f:  # Windows line ends, as distributed
             f.write("".join(f"{r}\r\n" for r in rels))

@@ -101,5 +101,10 @@ def test_write_and_load_budgets(tmp_path):
     assert (z.labels[:, 3] == -1).all() and z.info["unseen"] == ["z"]
     index = json.loads((tmp_path / "a" / "index.json").read_text())
     assert index["budgets"]["partial50_s1"]["n_images"] == 180
+    # each budget file is self-contained (a stage reading one depends on that file only): no index needed
+    (tmp_path / "a" / "index.json").unlink()
+    assert load_budget(tmp_path / "a", "zsl-toy_s1").info == index["budgets"]["zsl-toy_s1"]
+    for name in ("val", "full_s0", "partial10_s0", "partial50_s1", "shot2_s0", "zsl-toy_s1"):
+        assert (tmp_path / "a" / f"{name}.parquet").read_bytes() == (tmp_path / "b" / f"{name}.parquet").read_bytes()
     with pytest.raises(BudgetError):
         load_budget(tmp_path / "a", "partial30_s0")

@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-import mlr_core.cache as cache_mod
+import mlr_core.models.features as features_mod
 from mlr_core.cache import CacheMismatchError, FeatureCache, ImageReadError, write_feature_cache
 from mlr_core.data.manifest import read_manifest
 from mlr_core.data.tinyworld import write_tinyworld
@@ -13,7 +13,7 @@ from mlr_core.models.clip import load_clip
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("tw")
-    write_tinyworld(root, seed=1, image_size=64, min_objects=1, max_objects=4, n_pretrain=0, n_corpus=0,
+    write_tinyworld(root, seed=1, image_size=64, min_objects=1, max_objects=4, n_corpus=0,
                     captions_per_scene=1, n_trainval=2, n_test=10)
     return read_manifest(root / "benchmark" / "manifest.csv", root / "benchmark" / "classes.txt").subset("test")
 
@@ -51,7 +51,7 @@ def test_fingerprint_mismatch_is_refused(world, clip, tmp_path):
 
 def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, monkeypatch):
     out = tmp_path / "test.parquet"
-    real = cache_mod.encode_image_features
+    real = features_mod.encode_image_features
     calls = {"n": 0}
 
     def dying(model, images):
@@ -60,7 +60,7 @@ def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, mo
             raise KeyboardInterrupt  # killed while encoding the second shard
         return real(model, images)
 
-    monkeypatch.setattr(cache_mod, "encode_image_features", dying)
+    monkeypatch.setattr(features_mod, "encode_image_features", dying)
     with pytest.raises(KeyboardInterrupt):
         write_feature_cache(world, clip, out, batch_size=2, shard_size=4)
     assert not out.exists()  # nothing that looks finished
@@ -72,10 +72,10 @@ def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, mo
         counted["n"] += len(images)
         return real(model, images)
 
-    monkeypatch.setattr(cache_mod, "encode_image_features", counting)
+    monkeypatch.setattr(features_mod, "encode_image_features", counting)
     write_feature_cache(world, clip, out, batch_size=2, shard_size=4)
     assert counted["n"] == 6  # shards 1 and 2 only
-    monkeypatch.setattr(cache_mod, "encode_image_features", real)
+    monkeypatch.setattr(features_mod, "encode_image_features", real)
     straight = write_feature_cache(world, clip, tmp_path / "straight.parquet", batch_size=2, shard_size=4)
     a, b = FeatureCache(out).read(("global", "dense")), FeatureCache(straight).read(("global", "dense"))
     assert a.image_ids == b.image_ids and np.array_equal(a.global_, b.global_) and np.array_equal(a.dense, b.dense)

@@ -30,7 +30,7 @@ DRIVER = textwrap.dedent("""
 def test_two_processes_write_the_single_process_cache(tmp_path):
     from mlr_core.data.tinyworld import write_tinyworld
 
-    write_tinyworld(tmp_path / "tw", seed=2, image_size=64, min_objects=1, max_objects=4, n_pretrain=0, n_corpus=0,
+    write_tinyworld(tmp_path / "tw", seed=2, image_size=64, min_objects=1, max_objects=4, n_corpus=0,
                     captions_per_scene=1, n_trainval=1, n_test=11)
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)

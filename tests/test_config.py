@@ -1,47 +1,110 @@
+"""params.yaml is the one home of every value: the schema validates it and holds no defaults."""
+import copy
+from pathlib import Path
+
 import pytest
 import yaml
+from pydantic import BaseModel
 
-from mlr_core.config import ParamsError, load_params
+from mlr_core.config import Params, ParamsError, field_roles, leaf_keys, load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO_PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())
 
 
-def write(tmp_path, text):
+def write(tmp_path, raw) -> Path:
     p = tmp_path / "params.yaml"
-    p.write_text(text)
+    p.write_text(raw if isinstance(raw, str) else yaml.safe_dump(raw, sort_keys=False))
     return p
 
 
+def changed(key: str, value=None, *, delete: bool = False, rename: str | None = None) -> dict:
+    """The repository's params with one dotted key set, deleted or renamed."""
+    raw = copy.deepcopy(REPO_PARAMS)
+    *path, last = key.split(".")
+    section = raw
+    for k in path:
+        section = section[k]
+    if delete or rename:
+        old = section.pop(last)
+        if rename:
+            section[rename] = old
+    else:
+        section[last] = value
+    return raw
+
+
+def _sections(model: type[BaseModel]):
+    yield model
+    for info in model.model_fields.values():
+        sub = info.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            yield from _sections(sub)
+
+
 def test_repository_params_are_valid():
-    params = load_params("params.yaml")
+    params = load_params(ROOT / "params.yaml")
     assert params.model.arch == "tinyworld-RN"
-    assert params.evaluate.methods == ["zsclip", "zsclip_dpt"]
+    assert params.features.splits == ["trainval", "test"]
 
 
-def test_defaults_fill_missing_sections(tmp_path):
-    params = load_params(write(tmp_path, "features:\n  batch_size: 8\n"))
-    assert params.features.batch_size == 8 and params.tinyworld.n_test == 1000
+def test_the_schema_has_no_defaults():
+    """A default in config.py would be a second home for a value, one DVC cannot see."""
+    with_default = [f"{model.__name__}.{name}" for model in _sections(Params)
+                    for name, info in model.model_fields.items() if not info.is_required()]
+    assert with_default == []
 
 
-@pytest.mark.parametrize("text, key, what", [
-    ("features:\n  batch_sze: 8\n", "features.batch_sze", "unknown key"),
-    ("featurs:\n  batch_size: 8\n", "featurs", "unknown key"),
-    ("features:\n  batch_size: eight\n", "features.batch_size", "integer"),
-    ("features:\n  batch_size: 0\n", "features.batch_size", "greater than or equal to 1"),
-    ("tinyworld:\n  min_objects: 5\n  max_objects: 2\n", "tinyworld", "min_objects"),
-    ("t2i_pretrain:\n  steps: 100\n  unet_restarts: [100]\n", "t2i_pretrain", "unet_restarts"),
-    ("evaluate:\n  zeroshot:\n    template: 'a photo'\n", "evaluate.zeroshot", "exactly one"),
-    ("evaluate:\n  methods: [zsclip, magic]\n", "evaluate.methods.1", "zsclip"),
-    ("model:\n  precision: fp8\n", "model.precision", "fp32"),
-])
-def test_bad_params_name_the_key(tmp_path, text, key, what):
+def _has(raw: dict, key: str) -> bool:
+    for k in key.split("."):
+        if not isinstance(raw, dict) or k not in raw:
+            return False
+        raw = raw[k]
+    return True
+
+
+def test_params_yaml_holds_every_schema_field():
+    missing = [k for k in leaf_keys() if not _has(REPO_PARAMS, k)]
+    assert missing == []
+
+
+def test_roles_name_real_fields():
+    assert set(field_roles()) <= set(leaf_keys())
+    assert field_roles()["model.pretrained"] == "input" and field_roles()["features.num_workers"] == "runtime"
+
+
+def test_a_deleted_key_is_an_error_not_a_default(tmp_path):
     with pytest.raises(ParamsError) as e:
-        load_params(write(tmp_path, text))
+        load_params(write(tmp_path, changed("dataset.voc_difficult", delete=True)))
+    assert "dataset.voc_difficult: missing" in str(e.value)
+
+
+@pytest.mark.parametrize("raw, key, what", [
+    (changed("features.batch_size", rename="batch_sze"), "features.batch_sze", "unknown key"),
+    (changed("features.batch_size", "eight"), "features.batch_size", "integer"),
+    (changed("features.batch_size", 0), "features.batch_size", "greater than or equal to 1"),
+    (changed("tinyworld.min_objects", 5), "tinyworld", "min_objects"),
+    (changed("t2i_pretrain.unet_restarts", [30000]), "t2i_pretrain", "unet_restarts"),
+    (changed("evaluate.zeroshot.template", "a photo"), "evaluate.zeroshot", "exactly one"),
+    (changed("tai_dpt.variants", ["tai", "magic"]), "tai_dpt.variants.1", "tai_dpt"),
+    (changed("model.precision", "fp8"), "model.precision", "fp32"),
+    (changed("features.splits", ["test", "test"]), "features.splits", "duplicate"),
+    (changed("image_supervised.pvlr.runs", ["full_s0;touch pwned;#"]), "image_supervised.pvlr", "bad run names"),
+    (changed("image_supervised.ensemble.partial_base", "tai_dpt;rm -rf x"), "image_supervised.ensemble.partial_base",
+     "pattern"),
+])
+def test_bad_params_name_the_key(tmp_path, raw, key, what):
+    with pytest.raises(ParamsError) as e:
+        load_params(write(tmp_path, raw))
     msg = str(e.value)
     assert "params.yaml" in msg and key in msg and what in msg, msg
 
 
 def test_every_problem_is_reported_at_once(tmp_path):
+    raw = changed("features.batch_size", rename="batch_sze")
+    raw["features"]["shard_size"] = -1
     with pytest.raises(ParamsError) as e:
-        load_params(write(tmp_path, "features:\n  batch_sze: 8\n  shard_size: -1\n"))
+        load_params(write(tmp_path, raw))
     assert "batch_sze" in str(e.value) and "shard_size" in str(e.value)
 
 

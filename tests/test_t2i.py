@@ -93,9 +93,7 @@ _TINY = dict(arch="tinyworld-RN", clip_checkpoint=None, seed=0, image_size=32, n
 
 def _scenes(tmp_path):
     rng = np.random.default_rng(0)
-    path = tmp_path / "scenes.jsonl"
-    path.write_text("".join(t2i_pretrain.sample_scene(rng).to_json() + "\n" for _ in range(24)))
-    return path
+    return [t2i_pretrain.sample_scene(rng) for _ in range(24)]
 
 
 def test_lr_schedule_warm_restarts():

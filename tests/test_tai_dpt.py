@@ -57,3 +57,26 @@ def test_hand_crafted_init_reproduces_the_hand_crafted_prompt(clip):
     torch.testing.assert_close(learned, hand_crafted_text(clip, CLASSES, "a photo of a {}."), atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="n_ctx=16 but init 'a photo of a' has 4 tokens"):
         DoubleGrainedPrompts(clip, CLASSES, PromptConfig(n_ctx=16, init="a photo of a"))
+
+
+def test_an_artifact_is_never_scored_with_another_model(clip, caption_cache, tmp_path):
+    """A trained file records the CLIP weights it was trained with; scoring it with another model (params
+    changed, training stage not re-run) is refused, not silently mixed."""
+    from pathlib import Path
+
+    from mlr_core.cache import CacheMismatchError
+    from mlr_core.config import load_params
+    from mlr_core.methods.registry import build_scorer
+
+    root = Path(__file__).resolve().parents[1]
+    optim = OptimConfig(optimizer="sgd", lr=0.05, epochs=1, batch_size=32)
+    train_tai_dpt(clip, caption_cache, tmp_path / "p.safetensors", variant="tai_dpt", n_ctx=4, class_specific=False,
+                  init=None, optim=optim, margin=1.0, scale=4.0, text_temperature=50.0, heldout_fraction=0.0, seed=0)
+    params = load_params(root / "params.yaml")
+    assert build_scorer("tai_dpt", clip, CLASSES, params, tmp_path / "p.safetensors").needs_dense
+    other = load_clip("tinyworld-RN", str(root / "models" / "tinyworld-RN.safetensors"))
+    assert other.weights_id != clip.weights_id
+    with pytest.raises(CacheMismatchError, match="trained with another model"):
+        build_scorer("tai_dpt", other, CLASSES, params, tmp_path / "p.safetensors")
+    with pytest.raises(ValueError, match="trained for classes"):
+        build_scorer("tai_dpt", clip, CLASSES[::-1], params, tmp_path / "p.safetensors")

@@ -57,10 +57,10 @@ def test_grammar_has_the_hard_cases():
 
 def test_write_tinyworld_parts(tmp_path):
     out = tmp_path / "tw"
-    summary = write_tinyworld(out, seed=0, image_size=32, min_objects=1, max_objects=4, n_pretrain=20,
+    summary = write_tinyworld(out, seed=0, image_size=32, min_objects=1, max_objects=4,
                               n_corpus=10, captions_per_scene=3, n_trainval=6, n_test=5)
     assert summary["corpus_captions"] == 30
-    assert len((out / "pretrain" / "scenes.jsonl").read_text().splitlines()) == 20
+    assert sorted(p.name for p in out.iterdir()) == ["benchmark", "captions", "summary.json"]  # (a) is drawn, not stored
     coco = json.loads((out / "captions" / "captions_tinyworld.json").read_text())
     assert {"images", "annotations"} <= set(coco) and len(coco["annotations"]) == 30
     assert {a["image_id"] for a in coco["annotations"]} == {i["id"] for i in coco["images"]}
@@ -69,7 +69,16 @@ def test_write_tinyworld_parts(tmp_path):
     assert data.splits.count("trainval") == 6 and data.splits.count("test") == 5
     assert (data.targets.sum(1) >= 1).all()
     # a second run with the same params writes identical files
-    write_tinyworld(tmp_path / "tw2", seed=0, image_size=32, min_objects=1, max_objects=4, n_pretrain=20,
+    write_tinyworld(tmp_path / "tw2", seed=0, image_size=32, min_objects=1, max_objects=4,
                     n_corpus=10, captions_per_scene=3, n_trainval=6, n_test=5)
     for rel in ("benchmark/manifest.csv", "captions/captions_tinyworld.json", "benchmark/images/test/test_000004.png"):
         assert (out / rel).read_bytes() == (tmp_path / "tw2" / rel).read_bytes()
+
+
+def test_pretraining_scenes_are_a_prefix_stream():
+    """The pretraining stages draw part (a) themselves: the first n scenes of a longer draw are the n-scene
+    draw, so pretrain_t2i's n_scenes and pretrain_clip's n_pretrain share their scenes."""
+    from mlr_core.data.tinyworld import sample_scenes
+
+    assert sample_scenes(30, 0, "pretrain", 1, 4)[:12] == sample_scenes(12, 0, "pretrain", 1, 4)
+    assert sample_scenes(12, 0, "pretrain", 1, 4) != sample_scenes(12, 1, "pretrain", 1, 4)

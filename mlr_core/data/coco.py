@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlr_core.data.datasets import assemble_splits
-from mlr_core.data.manifest import DatasetError, LabelledImages
+from mlr_core.data.datasets import assemble_splits, check_splits, missing_part
+from mlr_core.data.manifest import SPLITS, DatasetError, LabelledImages
 
 #: The 80 official category names in category-id order (ids 1..90 with 10 unused ids).
 COCO_CLASSES: tuple[str, ...] = (
@@ -109,17 +109,24 @@ def _read_instances(path: Path, unannotated: str):
     return ([f for f, k in zip(files, keep) if k], [str(i) for i, k in zip(img_ids, keep) if k], targets[keep])
 
 
-def read_coco2014(root: str | Path, unannotated: str = "drop") -> LabelledImages:
-    """MS-COCO 2014: train2014 -> "trainval", val2014 -> "test", 80 classes (see module docstring)."""
+def read_coco2014(root: str | Path, unannotated: str, splits=SPLITS) -> LabelledImages:
+    """MS-COCO 2014 (the parts ``splits``): train2014 -> "trainval", val2014 -> "test", 80 classes (see module
+    docstring)."""
     if unannotated not in UNANNOTATED_POLICIES:
         raise ValueError(f"dataset.coco_unannotated must be one of {list(UNANNOTATED_POLICIES)}, got {unannotated!r}")
+    splits = check_splits(splits)
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: COCO 2014 root not found (expected annotations/instances_{{train,val}}2014.json, "
                            f"train2014/ and val2014/ under it)")
     parts = []
     for ann_name, folder, split in _PARTS:
-        files, ids, targets = _read_instances(root / "annotations" / ann_name, unannotated)
+        if split not in splits:
+            continue
+        ann = root / "annotations" / ann_name
+        if not ann.is_file():
+            raise missing_part("coco2014", split, ann, " (it is in annotations_trainval2014.zip)")
+        files, ids, targets = _read_instances(ann, unannotated)
         parts.append((root / folder, files, ids, targets, split))  # json objects of this file are freed here
 
     return assemble_splits("coco2014", COCO_CLASSES,

@@ -9,6 +9,10 @@ release into (see each reader's module docstring for the exact files it expects)
 * ``coco2014``: :func:`mlr_core.data.coco.read_coco2014`;
 * ``nuswide``: :func:`mlr_core.data.nuswide.read_nuswide`.
 
+``splits`` says which parts to read: a folder holding only the test part of a release (enough for
+zero-shot evaluation) loads with ``splits=("test",)``, and a stage that needs a part that is not there
+says so in one line naming the missing files.
+
 The small helpers below (file-existence checks by directory listing, the one-line report of missing
 images) are shared by the readers. The readers are imported lazily so that they may import them.
 """
@@ -20,7 +24,7 @@ from typing import Iterable
 
 import numpy as np
 
-from mlr_core.data.manifest import DatasetError, LabelledImages, read_manifest
+from mlr_core.data.manifest import SPLITS, DatasetError, LabelledImages, read_classes, read_manifest
 
 DATASET_NAMES: tuple[str, ...] = ("tinyworld", "manifest", "voc2007", "coco2014", "nuswide")
 
@@ -28,13 +32,31 @@ DATASET_NAMES: tuple[str, ...] = ("tinyworld", "manifest", "voc2007", "coco2014"
 REPORT_FIRST = 5
 
 
-def label_policy(dataset_params) -> dict:
-    """The label choices that change the numbers (recorded in the feature cache and in every metrics file)."""
+def dataset_info(dataset_params) -> dict:
+    """What identifies the labelled data: name, root and the label choices that change the numbers (recorded
+    in the feature cache and, from it, in every metrics file)."""
+    info = {"name": dataset_params.name, "root": dataset_params.root}
     if dataset_params.name == "voc2007":
-        return {"voc_difficult": dataset_params.voc_difficult}
+        info["voc_difficult"] = dataset_params.voc_difficult
     if dataset_params.name == "coco2014":
-        return {"coco_unannotated": dataset_params.coco_unannotated}
-    return {}
+        info["coco_unannotated"] = dataset_params.coco_unannotated
+    return info
+
+
+def check_splits(splits) -> tuple[str, ...]:
+    splits = tuple(splits)
+    bad = [s for s in splits if s not in SPLITS]
+    if bad or not splits:
+        raise ValueError(f"splits must be a non-empty subset of {list(SPLITS)}, got {list(splits)}")
+    return splits
+
+
+def missing_part(dataset: str, split: str, what: Path | str, hint: str = "") -> DatasetError:
+    """The one-line error of a stage that needs a part of the release that is not on disk."""
+    need = ("the image-supervised methods (DualCoOp, PVLR, CoOp) and the label budgets need it; zero-shot "
+            "evaluation does not (features.splits: [test], then `dvc repro evaluate_zsclip`)"
+            if split == "trainval" else "every evaluation needs it")
+    return DatasetError(f"{dataset}: the {split} part is not there ({what} not found){hint}; {need}")
 
 
 def missing_mask(paths: Iterable[Path]) -> list[bool]:
@@ -67,10 +89,11 @@ def report_missing(dataset: str, missing: list[str], total: int, where: Path | s
           f"skipped them (first: {first})")
 
 
-def require_splits(dataset: str, splits: list[str], where: Path | str) -> None:
-    """A split with no image left (e.g. its image folder was never extracted) is an error, not a silent gap."""
-    for split in ("trainval", "test"):
-        if split not in splits:
+def require_splits(dataset: str, found: list[str], where: Path | str, wanted=SPLITS) -> None:
+    """A wanted split with no image left (e.g. its image folder was never extracted) is an error, not a
+    silent gap."""
+    for split in wanted:
+        if split not in found:
             raise DatasetError(f"{dataset}: no image of split {split!r} found on disk under {where}; "
                                f"was that part of the release extracted there?")
 
@@ -91,23 +114,50 @@ def assemble_splits(dataset: str, classes: list[str], parts: list[tuple], where:
         image_ids += [ids[k] for k in keep]
         splits += [split] * len(keep)
         rows.append(targets[keep])
-    require_splits(dataset, splits, where)
+    require_splits(dataset, splits, where, wanted=[p[4] for p in parts])
     return LabelledImages(list(classes), paths, image_ids, splits, np.concatenate(rows))
 
 
-def load_dataset(name: str, root: str | Path, *, manifest: str = "manifest.csv", classes: str = "classes.txt",
-                 voc_difficult: str = "ignore", coco_unannotated: str = "drop") -> LabelledImages:
-    """Read the benchmark ``name`` from ``root`` (the params' ``dataset`` section, field by field)."""
-    root = Path(root)
+def load_dataset(name: str, root: str | Path, *, manifest: str, classes: str, voc_difficult: str,
+                 coco_unannotated: str, splits=SPLITS) -> LabelledImages:
+    """Read the parts ``splits`` of benchmark ``name`` from ``root`` (the params' ``dataset`` section, field by
+    field)."""
+    root, splits = Path(root), check_splits(splits)
     if name in ("tinyworld", "manifest"):
-        return read_manifest(root / manifest, root / classes)
+        data = read_manifest(root / manifest, root / classes)
+        for split in splits:
+            if split not in data.splits:
+                raise missing_part(name, split, f"a row of split {split} in {root / manifest}")
+        return data.select(i for i, s in enumerate(data.splits) if s in splits)
     if name == "voc2007":
         from mlr_core.data.voc import read_voc2007
-        return read_voc2007(root, difficult=voc_difficult)
+        return read_voc2007(root, difficult=voc_difficult, splits=splits)
     if name == "coco2014":
         from mlr_core.data.coco import read_coco2014
-        return read_coco2014(root, unannotated=coco_unannotated)
+        return read_coco2014(root, unannotated=coco_unannotated, splits=splits)
     if name == "nuswide":
         from mlr_core.data.nuswide import read_nuswide
-        return read_nuswide(root)
+        return read_nuswide(root, splits=splits)
+    raise ValueError(f"dataset.name: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
+
+
+def load_from_params(dataset, splits=SPLITS) -> LabelledImages:
+    """:func:`load_dataset` with the fields of the params' ``dataset`` section."""
+    return load_dataset(dataset.name, dataset.root, manifest=dataset.manifest, classes=dataset.classes,
+                        voc_difficult=dataset.voc_difficult, coco_unannotated=dataset.coco_unannotated, splits=splits)
+
+
+def dataset_classes(name: str, root: str | Path, *, classes: str) -> list[str]:
+    """The class names of benchmark ``name`` in label order, reading no image list."""
+    root = Path(root)
+    if name in ("tinyworld", "manifest"):
+        return read_classes(root / classes)
+    if name == "voc2007":
+        from mlr_core.data.voc import VOC_CLASSES
+        return list(VOC_CLASSES)
+    if name == "coco2014":
+        from mlr_core.data.coco import COCO_CLASSES
+        return list(COCO_CLASSES)
+    if name == "nuswide":
+        return read_classes(root / "Concepts81.txt")
     raise ValueError(f"dataset.name: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")

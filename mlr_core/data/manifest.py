@@ -22,6 +22,8 @@ import numpy as np
 from mlr_core.metrics import IGNORE
 
 SPLITS = ("trainval", "test")
+#: The file names of a generic-format folder that other stages write (the synthetic images).
+MANIFEST_FILE, CLASSES_FILE = "manifest.csv", "classes.txt"
 
 
 class DatasetError(ValueError):
@@ -121,3 +123,9 @@ def read_manifest(manifest: str | Path, classes: str | Path, check_files: bool =
     if not rows:
         raise DatasetError(f"{manifest}: no rows")
     return LabelledImages(names, paths, ids, splits, np.stack(rows))
+
+
+def read_manifest_folder(root: str | Path) -> LabelledImages:
+    """A generic-format folder written with the conventional names (``manifest.csv``, ``classes.txt``)."""
+    root = Path(root)
+    return read_manifest(root / MANIFEST_FILE, root / CLASSES_FILE)

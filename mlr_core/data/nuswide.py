@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlr_core.data.datasets import assemble_splits
-from mlr_core.data.manifest import DatasetError, LabelledImages, read_classes
+from mlr_core.data.datasets import assemble_splits, check_splits, missing_part
+from mlr_core.data.manifest import SPLITS, DatasetError, LabelledImages, read_classes
 
 #: (image list, label file suffix, split)
 _PARTS = (("TrainImagelist.txt", "Train", "trainval"), ("TestImagelist.txt", "Test", "test"))
@@ -61,8 +61,10 @@ def _read_labels(path: Path, n_images: int, image_list: Path) -> np.ndarray:
     return np.asarray(values) == "1"
 
 
-def read_nuswide(root: str | Path) -> LabelledImages:
-    """NUS-WIDE 81 concepts: TrainImagelist -> "trainval", TestImagelist -> "test" (see module docstring)."""
+def read_nuswide(root: str | Path, splits=SPLITS) -> LabelledImages:
+    """NUS-WIDE 81 concepts (the parts ``splits``): TrainImagelist -> "trainval", TestImagelist -> "test" (see
+    module docstring)."""
+    splits = check_splits(splits)
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: NUS-WIDE root not found (expected Concepts81.txt, ImageList/, "
@@ -71,7 +73,11 @@ def read_nuswide(root: str | Path) -> LabelledImages:
     flickr = root / "Flickr"
     parts = []
     for list_name, suffix, split in _PARTS:
+        if split not in splits:
+            continue
         list_path = root / "ImageList" / list_name
+        if not list_path.is_file():
+            raise missing_part("nuswide", split, list_path)
         rel = [_relative(s) for _, s in _lines(list_path, "image list")]
         targets = np.zeros((len(rel), len(classes)), np.int8)
         for c, concept in enumerate(classes):

@@ -2,7 +2,7 @@
 
 A scene is 1-4 flat shapes (20 visually distinct classes, several colours and sizes) on a light
 background. Images are a pure function of the scene spec (:func:`render_scene`), so the pretraining
-part stores specs, not pixels, and the pretraining stage renders them in memory (~1-3 ms each).
+part is never stored: the pretraining stages draw its specs and render them in memory (~1-3 ms each).
 
 Captions come from a small grammar (:func:`caption_scene`) written to look like real captions, since
 the later stages (noun filter, text-as-image training) must face the same problems as on MS-COCO:
@@ -12,8 +12,10 @@ names ("lightning bolt", "bow tie") and words that look like class names but are
 mentions and several objects often share a colour, so a CLIP trained on them must learn shape, not
 colour: the design that reached useful zero-shot quality on 2 CPU cores (see README).
 
-Three disjoint parts (separate seed streams) are written by :func:`write_tinyworld`:
-  (a) ``pretrain/scenes.jsonl``: scene specs for contrastive pretraining (captions drawn fresh each epoch);
+Three disjoint parts (separate seed streams of :func:`sample_scenes`):
+  (a) ``sample_scenes(n, seed, "pretrain", ...)``: scene specs for contrastive pretraining (captions drawn
+      fresh each epoch), drawn by the pretraining stages;
+and, written by :func:`write_tinyworld`,
   (b) ``captions/captions_tinyworld.json``: a text-only caption corpus in the MS-COCO captions format;
   (c) ``benchmark/``: labelled trainval and test images in the generic manifest format.
 """
@@ -317,17 +319,12 @@ def sample_scenes(n: int, seed: int, part: str, min_objects: int, max_objects: i
 
 
 def write_tinyworld(out_dir: str | Path, *, seed: int, image_size: int, min_objects: int, max_objects: int,
-                    n_pretrain: int, n_corpus: int, captions_per_scene: int, n_trainval: int, n_test: int) -> dict:
-    """Write the three parts under ``out_dir`` atomically (all or nothing) and return a summary."""
+                    n_corpus: int, captions_per_scene: int, n_trainval: int, n_test: int) -> dict:
+    """Write parts (b) and (c) under ``out_dir`` atomically (all or nothing) and return a summary. Part (a), the
+    pretraining scenes, is drawn by the pretraining stages themselves
+    (``sample_scenes(n, seed, "pretrain", ...)``) and rendered in memory, so they need no DVC output."""
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        # (a) pretraining scene specs, one JSON per line, rendered later in memory.
-        (tmp / "pretrain").mkdir()
-        scenes = sample_scenes(n_pretrain, seed, "pretrain", min_objects, max_objects)
-        with open(tmp / "pretrain" / "scenes.jsonl", "w") as f:
-            for s in scenes:
-                f.write(s.to_json() + "\n")
-
         # (b) the text-only corpus in the MS-COCO captions layout (images + annotations with image_id).
         rng = part_rng(seed, "corpus")
         corpus_scenes = sample_scenes(n_corpus, seed, "corpus", min_objects, max_objects)
@@ -360,7 +357,7 @@ def write_tinyworld(out_dir: str | Path, *, seed: int, image_size: int, min_obje
                     render_scene(s, image_size).save(bench / rel, optimize=False, compress_level=1)
                     w.writerow([rel, split, ";".join(CLASSES[c] for c in s.labels)])
                 counts[split] = n
-        summary = {"classes": len(CLASSES), "pretrain_scenes": n_pretrain, "corpus_scenes": n_corpus,
+        summary = {"classes": len(CLASSES), "corpus_scenes": n_corpus,
                    "corpus_captions": len(annotations), **{f"{k}_images": v for k, v in counts.items()}}
         atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2))
     return summary

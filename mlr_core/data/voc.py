@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlr_core.data.datasets import missing_mask, report_missing, require_splits
+from mlr_core.data.datasets import check_splits, missing_mask, missing_part, report_missing, require_splits
 from mlr_core.data.manifest import SPLITS, DatasetError, LabelledImages
 from mlr_core.metrics import IGNORE
 
@@ -51,11 +51,12 @@ def find_voc2007(root: str | Path) -> Path:
                        f"(root may also be VOCdevkit/ or VOC2007/ itself)")
 
 
-def _read_ids(path: Path) -> list[str]:
+_ARCHIVES = {"trainval": "VOCtrainval_06-Nov-2007.tar", "test": "VOCtest_06-Nov-2007.tar"}
+
+
+def _read_ids(path: Path, split: str) -> list[str]:
     if not path.is_file():
-        hint = " (the test set is the separate VOCtest_06-Nov-2007.tar; extract it into the same folder)" \
-            if path.name == "test.txt" else ""
-        raise DatasetError(f"{path}: image list not found{hint}")
+        raise missing_part("voc2007", split, path, f" (it is in {_ARCHIVES[split]}: extract it into the same folder)")
     ids = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         parts = line.split()
@@ -115,16 +116,21 @@ def _read_xml_flags(path: Path) -> np.ndarray:
     return flags
 
 
-def read_voc2007(root: str | Path, difficult: str = "ignore") -> LabelledImages:
-    """PASCAL VOC 2007 trainval + test with the 20 classes in the official order (see module docstring)."""
+def read_voc2007(root: str | Path, difficult: str, splits=SPLITS) -> LabelledImages:
+    """PASCAL VOC 2007 (the parts ``splits``: trainval, test or both) with the 20 classes in the official order
+    (see module docstring)."""
     if difficult not in DIFFICULT_POLICIES:
         raise ValueError(f"dataset.voc_difficult must be one of {list(DIFFICULT_POLICIES)}, got {difficult!r}")
+    splits = check_splits(splits)
     voc = find_voc2007(root)
     main = voc / "ImageSets" / "Main"
     jpeg_dir = voc / "JPEGImages"
     zero = IGNORE if difficult == "ignore" else 0
 
-    listed = {split: _read_ids(main / f"{split}.txt") for split in SPLITS}
+    # the lists of every part present are read (they are small) so that an image listed in two parts is
+    # caught even when only one is loaded
+    listed = {split: _read_ids(main / f"{split}.txt", split) for split in SPLITS
+              if split in splits or (main / f"{split}.txt").is_file()}
     seen: dict[str, str] = {}
     for split, ids in listed.items():
         for i in ids:
@@ -132,12 +138,13 @@ def read_voc2007(root: str | Path, difficult: str = "ignore") -> LabelledImages:
                 where = "twice in" if seen[i] == split else f"in both {seen[i]}.txt and"
                 raise DatasetError(f"{main / f'{split}.txt'}: image {i} is listed {where} {split}.txt")
             seen[i] = split
+    listed = {split: ids for split, ids in listed.items() if split in splits}
 
     gone = {split: missing_mask(jpeg_dir / f"{i}.jpg" for i in ids) for split, ids in listed.items()}
     report_missing("voc2007", sorted(f"{i}.jpg" for split, ids in listed.items() for i, g in zip(ids, gone[split]) if g),
                    sum(map(len, listed.values())), jpeg_dir)
 
-    paths, image_ids, splits, rows = [], [], [], []
+    paths, image_ids, found, rows = [], [], [], []
     for split, ids in listed.items():
         keep = [i for i, g in zip(ids, gone[split]) if not g]
         class_files = [main / f"{c}_{split}.txt" for c in VOC_CLASSES]
@@ -153,7 +160,7 @@ def read_voc2007(root: str | Path, difficult: str = "ignore") -> LabelledImages:
         target = np.where(flags == 1, 1, np.where(flags == 0, zero, 0)).astype(np.int8)
         paths += [jpeg_dir / f"{i}.jpg" for i in keep]
         image_ids += keep
-        splits += [split] * len(keep)
+        found += [split] * len(keep)
         rows.append(target)
-    require_splits("voc2007", splits, jpeg_dir)
-    return LabelledImages(list(VOC_CLASSES), paths, image_ids, splits, np.concatenate(rows))
+    require_splits("voc2007", found, jpeg_dir, wanted=list(listed))
+    return LabelledImages(list(VOC_CLASSES), paths, image_ids, found, np.concatenate(rows))

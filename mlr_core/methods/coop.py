@@ -65,3 +65,15 @@ def train_coop(clip, classes: list[str], train: dict, val: dict, *, run, p, seed
                                            margin=p.margin),
               optim, seed=seed, desc=f"train {variant} {run.name}", on_epoch_end=lambda e: evaluate_val(model.scorer()))
     return model, log
+
+
+def build_scorer(method: str, clip, classes: list[str], params, artifact):
+    """A trained CoOp / CoOp-DPT run, scored with ``image_supervised.coop.scale``, ``image_temperature`` and
+    ``local_weight``."""
+    from mlr_core.methods.registry import check_artifact
+
+    prompts, meta = DoubleGrainedPrompts.load(artifact, clip)
+    check_artifact(artifact, meta, classes, clip)
+    p = params.image_supervised.coop
+    return CoopModel(prompts, scale=p.scale, image_temperature=p.image_temperature, local_weight=p.local_weight,
+                     probability_scale=float(clip.model.logit_scale.exp().item())).scorer()

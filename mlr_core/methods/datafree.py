@@ -189,6 +189,18 @@ def train_datafree(clip, sentence_features: str | Path, sentences: str | Path, s
 
     log = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train datafree ({cfg.layout})",
               on_epoch_end=on_epoch_end)
-    prompts.save(out_path, extra={"method": "datafree", "model_fingerprint": clip.fingerprint, "seed": seed,
+    prompts.save(out_path, extra={"method": "datafree", "model_weights": clip.weights_id, "seed": seed,
                                   "kinds": list(kinds), "n_sentences": len(tensors["labels"])})
     return log
+
+
+def build_scorer(method: str, clip, classes: list[str], params, artifact: Path):
+    """The trained hierarchical prompts in ``artifact``, scored with ``datafree.scale``, ``image_temperature``
+    and ``global_weight``."""
+    from mlr_core.methods.registry import check_artifact
+
+    prompts, meta = HierarchicalPrompts.load(artifact, clip)
+    check_artifact(artifact, meta, classes, clip)
+    dp = params.datafree
+    return prompts.scorer(scale=dp.scale, image_temperature=dp.image_temperature, local_weight=1 - dp.global_weight,
+                          probability_scale=float(clip.model.logit_scale.exp().item()))

@@ -130,3 +130,12 @@ def train_dualcoop(clip, classes: list[str], train: dict, val: dict, *, run, p, 
     log = fit(model, train, lambda b: model.loss(b, asl.gamma_pos, asl.gamma_neg, asl.clip), optim, seed=seed,
               desc=f"train dualcoop {run.name}", on_epoch_end=lambda e: evaluate_val(model.scorer()))
     return model, log
+
+
+def build_scorer(method: str, clip, classes: list[str], params, artifact: Path):
+    """A trained DualCoOp run (its test-time scoring has no params)."""
+    from mlr_core.io import read_learned_meta
+    from mlr_core.methods.registry import check_artifact
+
+    check_artifact(artifact, read_learned_meta(artifact), classes, clip)
+    return DualCoOp.load(artifact, clip).scorer()

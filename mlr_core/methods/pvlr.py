@@ -211,3 +211,12 @@ def train_pvlr(clip, classes: list[str], train: dict, val: dict, *, run, p, seed
 
     log = fit(model, train, loss_fn, optim, seed=seed, desc=f"train pvlr {run.name}", on_epoch_end=on_epoch_end)
     return (ema.shadow if ema is not None else model), log
+
+
+def build_scorer(method: str, clip, classes: list[str], params, artifact: Path) -> PvlrScorer:
+    """A trained PVLR run (its test-time scoring has no params)."""
+    from mlr_core.io import read_learned_meta
+    from mlr_core.methods.registry import check_artifact
+
+    check_artifact(artifact, read_learned_meta(artifact), classes, clip)
+    return PVLR.load(artifact, clip).scorer()

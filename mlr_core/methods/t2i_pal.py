@@ -206,7 +206,17 @@ def train_t2i_pal(clip, caption_features: str | Path, image_features: str | Path
                 + (1 - gamma) * model.branch_loss(by_name["captions"], feats, margin))
 
     log = fit(model, primary, loss_fn, optim, seed=seed, desc=f"train t2i_pal (seed {seed})", aux=aux)
-    model.save(out_path, extra={"train_on": train_on, "gamma": gamma, "model_fingerprint": clip.fingerprint,
+    model.save(out_path, extra={"train_on": train_on, "gamma": gamma, "model_weights": clip.weights_id,
                                 "seed": seed, "n_captions": len(captions["labels"]),
                                 "n_images": 0 if images is None else len(images["labels"])})
     return log
+
+
+def build_scorer(method: str, clip, classes: list[str], params, artifact: Path) -> PalScorer:
+    """The trained T2I-PAL prompts and prototypes in ``artifact``, mixed with ``t2i_pal.local_weight``."""
+    from mlr_core.methods.registry import check_artifact
+
+    model, meta = T2IPal.load(artifact, clip)
+    check_artifact(artifact, meta, classes, clip)
+    return model.scorer(local_weight=params.t2i_pal.local_weight,
+                        probability_scale=float(clip.model.logit_scale.exp().item()))

@@ -170,5 +170,17 @@ def train_tai_dpt(clip, caption_features: str | Path, out_path: str | Path, *, v
         return heldout_log(prompts, held, loss_fn, scale, text_temperature)
 
     log = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train {variant}", on_epoch_end=on_epoch_end)
-    prompts.save(out_path, extra={"variant": variant, "model_fingerprint": clip.fingerprint, "seed": seed})
+    prompts.save(out_path, extra={"variant": variant, "model_weights": clip.weights_id, "seed": seed})
     return log
+
+
+def build_scorer(method: str, clip, classes: list[str], params, artifact: Path):
+    """The trained TaI (``tai``) / TaI-DPT prompts in ``artifact``, scored with ``tai_dpt.scale``,
+    ``image_temperature`` and ``local_weight``."""
+    from mlr_core.methods.registry import check_artifact
+
+    prompts, meta = DoubleGrainedPrompts.load(artifact, clip)
+    check_artifact(artifact, meta, classes, clip)
+    tp = params.tai_dpt
+    return prompts.scorer(scale=tp.scale, image_temperature=tp.image_temperature, local_weight=tp.local_weight,
+                          probability_scale=float(clip.model.logit_scale.exp().item()))

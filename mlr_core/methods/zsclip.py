@@ -23,8 +23,20 @@ def hand_crafted_text(clip, classnames: list[str], template: str) -> torch.Tenso
         return encode_text_features(clip.model, tokens).global_.float().cpu()
 
 
-def zero_shot_scorer(clip, classnames: list[str], *, template: str, scale: float, local_temperature: float,
-                     local_weight: float, use_local: bool) -> ClassScorer:
+def zero_shot_scorer(clip, classnames: list[str], *, template: str, scale: float, local_temperature: float | None,
+                     local_weight: float | None, use_local: bool) -> ClassScorer:
+    """``use_local=False`` (zsclip) needs no local temperature or weight (pass None)."""
     text = hand_crafted_text(clip, classnames, template)
     return ClassScorer(text, text if use_local else None, scale=scale, local_temperature=local_temperature,
                        local_weight=local_weight, probability_scale=float(clip.model.logit_scale.exp().item()))
+
+
+def build_scorer(method: str, clip, classes: list[str], params, artifact=None) -> ClassScorer:
+    """``zsclip`` reads ``evaluate.zeroshot.template`` and ``scale``; ``zsclip_dpt`` also the local branch's
+    ``local_temperature`` and ``local_weight``."""
+    zs = params.evaluate.zeroshot
+    if method == "zsclip":
+        return zero_shot_scorer(clip, classes, template=zs.template, scale=zs.scale, local_temperature=None,
+                                local_weight=None, use_local=False)
+    return zero_shot_scorer(clip, classes, template=zs.template, scale=zs.scale,
+                            local_temperature=zs.local_temperature, local_weight=zs.local_weight, use_local=True)

@@ -1,10 +1,16 @@
 """One place that turns params into a frozen CLIP.
 
 ``arch`` is any open_clip model name (the project's own configs in ``configs/`` are registered too, e.g.
-``tinyworld-RN``); ``pretrained`` is an open_clip tag (``openai``, ``laion2b_s34b_b79k`` ...), a local
-checkpoint file, or None for random weights. Tags are fetched into open_clip's usual cache when online;
-offline, a missing tag fails at once with a message saying how to get the weights, instead of a minute of
-retries.
+``tinyworld-RN``); ``pretrained`` is a local checkpoint file, an open_clip tag (``openai``,
+``laion2b_s34b_b79k`` ...), or None for random weights. The pipeline always names a local file
+(``model.pretrained``), so that DVC tracks the weights as a dep of every stage that uses them; two commands
+write such a file (README, Models)::
+
+    python -m mlr_core.models.clip fetch RN50 openai models/RN50-openai.pt     # online, once
+    python -m mlr_core.models.clip random RN50 models/RN50-random.safetensors  # seeded random weights
+
+Offline, a tag whose weights are not in the local cache fails at once with a message saying how to get
+them, instead of a minute of retries.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import torch
 
 from mlr_core.io import file_sha256
 
+
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights are neither on disk nor downloadable from here."""
 
@@ -34,6 +41,8 @@ class LoadedClip:
     image_size: int
     fingerprint: str  # identifies weights + resolution + preprocessing; stored in every feature cache
     device: torch.device
+    weights_id: str  # identifies arch + weights + precision (not the resolution): what a trained artifact
+    #                  records, so that it is never applied with another model
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -75,9 +84,9 @@ def _check_weights_available(arch: str, tag: str) -> None:
     if not cfg or _tag_is_cached(cfg):
         return
     source = cfg.get("hf_hub") or cfg.get("url") or "?"
-    how = (f"Get them on a machine with internet (python -c \"import open_clip; "
-           f"open_clip.create_model('{arch}', pretrained='{tag}')\") and copy the Hugging Face cache "
-           f"(~/.cache/huggingface) here, or download the checkpoint file and set model.pretrained to its path.")
+    how = (f"On a machine with internet run `python -m mlr_core.models.clip fetch {arch} {tag} "
+           f"models/{arch}-{tag}.pt`, copy the file here and set model.pretrained to it (the pipeline takes local "
+           f"checkpoint files, which DVC tracks).")
     if _hf_offline():
         raise WeightsUnavailableError(
             f"model.pretrained={tag!r}: weights for {arch}/{tag} ({source}) are not in the local cache and "
@@ -92,8 +101,7 @@ def load_clip(arch: str, pretrained: str | None, device: str = "auto", precision
               image_size: int | None = None) -> LoadedClip:
     """Build a frozen open_clip CLIP from params; see the module docstring for ``pretrained``."""
     if arch not in open_clip.list_models():
-        raise ValueError(f"model.arch={arch!r} is not an open_clip architecture; known: "
-                         f"{', '.join(open_clip.list_models()[:12])}, ... (open_clip.list_models())")
+        raise ValueError(_unknown_arch(arch))
     weights_id: str
     if pretrained is None:
         weights_id = "random-init"
@@ -117,4 +125,83 @@ def load_clip(arch: str, pretrained: str | None, device: str = "auto", precision
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
     fingerprint = hashlib.sha256(
         f"{arch}|{weights_id}|{size}|{precision}|{preprocess}".encode()).hexdigest()[:16]
-    return LoadedClip(model, preprocess, open_clip.get_tokenizer(arch), arch, pretrained, size, fingerprint, dev)
+    weights = hashlib.sha256(f"{arch}|{weights_id}|{precision}".encode()).hexdigest()[:16]
+    return LoadedClip(model, preprocess, open_clip.get_tokenizer(arch), arch, pretrained, size, fingerprint, dev,
+                      weights)
+
+
+def model_info(clip: LoadedClip) -> dict:
+    """What identifies the model in a metrics file, a cache or an artifact."""
+    return {"arch": clip.arch, "pretrained": clip.pretrained, "weights_id": clip.weights_id,
+            "fingerprint": clip.fingerprint, "image_size": clip.image_size}
+
+
+def write_random_checkpoint(arch: str, out: str | Path, seed: int = 0) -> Path:
+    """A seeded random-weight checkpoint of ``arch`` (safetensors, byte-identical for the same seed): the
+    pipeline's way to run a real architecture without its weights."""
+    from safetensors.torch import save_file
+
+    from mlr_core.io import atomic_path
+
+    if arch not in open_clip.list_models():
+        raise ValueError(_unknown_arch(arch))
+    torch.manual_seed(seed)
+    model = open_clip.create_model(arch, pretrained=None)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(out) as tmp:
+        save_file(state, str(tmp), metadata={"mlr_core": f"random weights, seed {seed}"})
+    return Path(out)
+
+
+def fetch_checkpoint(arch: str, tag: str, out: str | Path) -> Path:
+    """Download (once, online) the weights of an open_clip tag and copy the checkpoint file to ``out``, so
+    that params can name a local file."""
+    import shutil
+
+    if arch not in open_clip.list_models():
+        raise ValueError(_unknown_arch(arch))
+    cfg = open_clip.get_pretrained_cfg(arch, tag)
+    if not cfg:
+        raise ValueError(f"{tag!r} is not an open_clip tag of {arch}; tags: "
+                         f"{', '.join(open_clip.list_pretrained_tags_by_model(arch)) or 'none'}")
+    _check_weights_available(arch, tag)
+    src = open_clip.download_pretrained(cfg)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, out)
+    return out
+
+
+def _unknown_arch(arch: str) -> str:
+    return (f"model.arch={arch!r} is not an open_clip architecture; known: "
+            f"{', '.join(open_clip.list_models()[:12])}, ... (open_clip.list_models())")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m mlr_core.models.clip",
+                                 description="write a local CLIP checkpoint file for model.pretrained")
+    sub = ap.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="copy an open_clip tag's weights (downloaded once, online) to a file")
+    f.add_argument("arch")
+    f.add_argument("tag")
+    f.add_argument("out")
+    r = sub.add_parser("random", help="write a seeded random-weight checkpoint of an architecture")
+    r.add_argument("arch")
+    r.add_argument("out")
+    r.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            out = fetch_checkpoint(args.arch, args.tag, args.out)
+        else:
+            out = write_random_checkpoint(args.arch, args.out, args.seed)
+    except (ValueError, WeightsUnavailableError) as e:
+        sys.exit(f"error: {e}")
+    print(f"{out}: set model.pretrained to this path (and model.arch to {args.arch})")
+
+
+if __name__ == "__main__":
+    main()

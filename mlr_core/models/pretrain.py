@@ -61,14 +61,15 @@ def zero_shot_map(model, tokenizer, images_u8, targets, mean, std, template="a p
     return multilabel_metrics(torch.cat(scores).numpy(), targets)["mAP"]
 
 
-def pretrain_clip(scenes_path: str | Path, out_path: str | Path, log_path: str | Path, *, arch: str,
+def pretrain_clip(scenes: list[Scene], out_path: str | Path, log_path: str | Path, *, arch: str,
                   image_size: int, seed: int, steps: int, batch_size: int, lr: float, weight_decay: float,
                   warmup_steps: int, partial_caption_prob: float, hflip: bool, bf16: bool, eval_every: int,
-                  n_eval: int, limit_scenes: int | None = None) -> dict:
+                  n_eval: int) -> dict:
+    """Train the tinyworld CLIP contrastively on ``scenes`` (tinyworld part (a), rendered in memory); write
+    the fp16 checkpoint and the training log (loss and held-out zero-shot mAP; timings go to the console
+    only, so the log is the same on every machine)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 100])
-    lines = Path(scenes_path).read_text().splitlines()[:limit_scenes]
-    scenes = [Scene.from_json(line) for line in lines]
     model = open_clip.create_model(arch, pretrained=None)
     model.train()
     tokenizer = open_clip.get_tokenizer(arch)
@@ -123,17 +124,17 @@ def pretrain_clip(scenes_path: str | Path, out_path: str | Path, log_path: str |
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if (step + 1) % eval_every == 0 or step + 1 == steps:
             zs = zero_shot_map(model, tokenizer, eval_images, eval_targets, mean, std)
-            log.append({"step": step + 1, "loss": round(loss.item(), 4), "zero_shot_mAP": round(zs, 2),
-                        "minutes": round((time.time() - t0) / 60, 2)})
-            tqdm.write(json.dumps(log[-1]))
+            log.append({"step": step + 1, "loss": round(loss.item(), 4), "zero_shot_mAP": round(zs, 2)})
+            tqdm.write(json.dumps({**log[-1], "minutes": round((time.time() - t0) / 60, 2)}))
 
     # fp16 on disk halves the checkpoint (it ships in git); loading casts back to the model's dtype.
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out_path) as tmp:
-        save_file(state, str(tmp), metadata={"arch": arch, "format": "open_clip state_dict"})
+        # one metadata key: safetensors writes several in a random order (different bytes each run)
+        save_file(state, str(tmp), metadata={"mlr_core": json.dumps({"arch": arch, "format": "open_clip state_dict"})})
     summary = {"arch": arch, "steps": steps, "params_millions": round(sum(v.numel() for v in state.values()) / 1e6, 2),
-               "final_zero_shot_mAP_heldout": log[-1]["zero_shot_mAP"], "train_minutes": log[-1]["minutes"],
-               "curve": log}
+               "final_zero_shot_mAP_heldout": log[-1]["zero_shot_mAP"], "curve": log}
+    print(f"pretrain_clip: {(time.time() - t0) / 60:.1f} minutes")
     with atomic_path(log_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     return summary

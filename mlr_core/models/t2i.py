@@ -238,3 +238,44 @@ def load_t2i(model_id_or_path: str | Path, device: str = "auto", dtype: str | to
     if hasattr(pipe, "set_progress_bar_config"):
         pipe.set_progress_bar_config(disable=True)
     return pipe.to(resolve_device(device))
+
+
+def fetch_pipeline(hub_id: str, folder: str | Path) -> Path:
+    """Download (once, online) a Hugging Face diffusers pipeline into ``folder``, so that params can name a
+    local folder (``synthesis.model``: a DVC dep like any input)."""
+    from huggingface_hub import snapshot_download
+
+    from mlr_core.models.clip import _reachable
+
+    if _hf_offline() or not _reachable("huggingface.co"):
+        why = "HF_HUB_OFFLINE is set" if _hf_offline() else "huggingface.co cannot be reached"
+        raise T2IUnavailableError(f"cannot fetch {hub_id!r}: {why}; run this on a machine with internet and copy "
+                                  f"the folder here")
+    try:
+        snapshot_download(hub_id, local_dir=str(folder))
+    except Exception as e:  # noqa: BLE001 - hub errors come in many types; one message naming the id
+        raise T2IUnavailableError(f"cannot fetch {hub_id!r}: {type(e).__name__}: {e}") from None
+    if not (Path(folder) / "model_index.json").is_file():
+        raise T2IUnavailableError(f"{hub_id!r} is not a diffusers pipeline (no model_index.json)")
+    return Path(folder)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m mlr_core.models.t2i")
+    sub = ap.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="download a Hugging Face diffusers pipeline into a local folder")
+    f.add_argument("hub_id")
+    f.add_argument("folder")
+    args = ap.parse_args(argv)
+    try:
+        folder = fetch_pipeline(args.hub_id, args.folder)
+    except T2IUnavailableError as e:
+        sys.exit(f"error: {e}")
+    print(f"{folder}: set synthesis.model to this folder")
+
+
+if __name__ == "__main__":
+    main()

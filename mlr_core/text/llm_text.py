@@ -245,9 +245,12 @@ def _class_matcher(table) -> Callable[[str], list[int]]:
 
 def generate_llm_text(backend: LLMBackend, cache: ReplyCache, classes: Sequence[str], table, *,
                       questions: dict[str, str], counts: QuestionCounts, kinds: Sequence[str], seed: int,
-                      max_retries: int) -> tuple[pd.DataFrame, dict, dict]:
+                      max_retries: int) -> tuple[pd.DataFrame, dict, dict, dict]:
     """Ask the questions; -> (sentences DataFrame[caption, source, image_id, labels, kind, about, attribute],
-    subgroups {"coarse": [...], "fine": [...]}, summary)."""
+    subgroups {"coarse": [...], "fine": [...]}, summary, run stats).
+
+    The summary (the stage's metrics) depends only on the replies; the run stats (replies generated now,
+    replies in the reply cache) on the local cache, so they are printed, never written into an output."""
     from mlr_core.text.noun_filter import NounFilter
 
     bad = [k for k in kinds if k not in KINDS]
@@ -341,9 +344,9 @@ def generate_llm_text(backend: LLMBackend, cache: ReplyCache, classes: Sequence[
         return round(float(np.mean(ok)), 4)
 
     label_matrix = np.stack(rows["labels"].to_numpy()) if len(rows) else np.zeros((0, len(classes)), np.int8)
+    run_stats = {"replies_generated_now": stats.pop("_generated", 0), "replies_cached": len(cache)}
     summary = {
         "backend": backend.name, "model": backend.model_id,
-        "replies_generated_now": stats.pop("_generated", 0), "replies_cached": len(cache),
         "questions": stats,
         "sentences_parsed": len(texts), "dropped_no_class": int((~hit).sum()), "kept": len(rows),
         "per_kind": {kd: int((rows.kind == kd).sum()) for kd in kinds},
@@ -356,7 +359,7 @@ def generate_llm_text(backend: LLMBackend, cache: ReplyCache, classes: Sequence[
                  "fine": [{"name": n, "classes": [classes[m] for m in ms]} for n, ms in fine],
                  "attributes": {classes[c]: {"coarse": coarse_attrs[c], "fine": fine_attrs.get(c, [])}
                                 for c in range(len(classes))}}
-    return rows, subgroups, summary
+    return rows, subgroups, summary, run_stats
 
 
 def write_llm_text(rows: pd.DataFrame, subgroups: dict, summary: dict, classes: Sequence[str], *,

@@ -1,0 +1,53 @@
+"""CLIP provisioning as the pipeline uses it: a local checkpoint file (DVC tracks it), written once by
+`python -m mlr_core.models.clip random|fetch`; identities that say which weights made an output."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlr_core.models.clip import WeightsUnavailableError, fetch_checkpoint, load_clip, model_info
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _random(tmp_path, name, seed):
+    out = tmp_path / name
+    subprocess.run([sys.executable, "-m", "mlr_core.models.clip", "random", "tinyworld-RN", str(out), "--seed",
+                    str(seed)], check=True, capture_output=True)
+    return out
+
+
+def test_random_checkpoint_is_seeded_byte_identical_and_loads(tmp_path):
+    a, b, c = _random(tmp_path, "a.safetensors", 0), _random(tmp_path, "b.safetensors", 0), \
+        _random(tmp_path, "c.safetensors", 1)
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+    clip_a, clip_c = load_clip("tinyworld-RN", str(a), "cpu"), load_clip("tinyworld-RN", str(c), "cpu")
+    # the identity follows the file's contents, not its name
+    assert clip_a.weights_id == load_clip("tinyworld-RN", str(b), "cpu").weights_id != clip_c.weights_id
+    torch.manual_seed(0)
+    import open_clip
+
+    fresh = open_clip.create_model("tinyworld-RN", pretrained=None).state_dict()
+    for k, v in clip_a.model.state_dict().items():
+        assert torch.equal(v, fresh[k]), k
+    info = model_info(clip_a)
+    assert info["arch"] == "tinyworld-RN" and info["pretrained"] == str(a) and info["image_size"] == 128
+
+
+def test_weights_id_ignores_resolution_and_fingerprint_does_not(tmp_path):
+    ckpt = str(ROOT / "models" / "tinyworld-RN.safetensors")
+    native, other = load_clip("tinyworld-RN", ckpt, "cpu"), load_clip("tinyworld-RN", None, "cpu", image_size=64)
+    at64 = load_clip("tinyworld-RN", None, "cpu", image_size=64)
+    assert native.weights_id != other.weights_id and other.weights_id == at64.weights_id
+    assert load_clip("tinyworld-RN", None, "cpu").fingerprint != at64.fingerprint
+
+
+def test_fetch_offline_fails_at_once_naming_the_command(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError, match="python -m mlr_core.models.clip fetch RN50 openai"):
+        fetch_checkpoint("RN50", "openai", tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="not an open_clip tag of RN50"):
+        fetch_checkpoint("RN50", "no-such-tag", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
