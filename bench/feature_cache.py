@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -75,8 +76,9 @@ def make_big_cache(path: Path, rows: int, grid: int = 14, dim: int = 1024, class
             "dense": fl(rng.standard_normal((n, grid * grid * dim), dtype=np.float32).astype(np.float16), grid * grid * dim),
         }).replace_schema_metadata({b"grid": json.dumps([grid, grid]).encode(), b"skipped": b"[]"})
         pq.write_table(table, work / f"shard-{k:05d}.parquet", row_group_size=64)
-    merge_shards(work, path, n_shards, {"fingerprint": "bench", "arch": "RN50", "pretrained": None, "image_size": 448,
+    merge_shards(sorted(work.glob("shard-*.parquet")), path, {"fingerprint": "bench", "arch": "RN50", "pretrained": None, "image_size": 448,
                                         "classes": [f"c{i}" for i in range(classes)]})
+    shutil.rmtree(work)
     return path.stat().st_size
 
 

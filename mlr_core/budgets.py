@@ -27,7 +27,6 @@ name, so a DVC stage depends on exactly its own file.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -36,9 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlr_core.data.labels import IGNORE
 from mlr_core.io import atomic_dir, atomic_path
-
-IGNORE = -1
+from mlr_core.runs import BudgetError, parse_run
 
 # Bansal et al. (ECCV 2018) zero-shot split of MS-COCO: 48 seen / 17 unseen classes (the other 15 are unused).
 COCO_48_17_UNSEEN = ("airplane", "bus", "cat", "dog", "cow", "elephant", "umbrella", "tie", "snowboard",
@@ -49,10 +48,6 @@ COCO_48_17_SEEN = ("person", "bicycle", "car", "motorcycle", "train", "truck", "
                    "broccoli", "carrot", "pizza", "donut", "chair", "bed", "toilet", "tv", "laptop", "mouse",
                    "remote", "microwave", "oven", "toaster", "refrigerator", "book", "clock", "vase", "toothbrush")
 NAMED_SPLITS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {"coco_48_17": (COCO_48_17_SEEN, COCO_48_17_UNSEEN)}
-
-
-class BudgetError(ValueError):
-    """A budget that cannot be drawn or found (unknown run name, missing file, class not in the dataset)."""
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -136,45 +131,6 @@ def seen_only_labels(targets: np.ndarray, classes: Sequence[str], seen: Sequence
 # ------------------------------------------------------------------------------------------------------
 # run names
 # ------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Run:
-    name: str  # e.g. partial10_s0
-    kind: str  # full | partial | shot | zsl
-    value: float | int | str | None  # proportion, shots, split name
-    seed: int
-
-    @property
-    def budget(self) -> str:
-        """The label file's stem (canonical form of the run name)."""
-        if self.kind == "partial":
-            return f"partial{round(self.value * 100)}_s{self.seed}"
-        if self.kind == "shot":
-            return f"shot{self.value}_s{self.seed}"
-        if self.kind == "zsl":
-            return f"zsl-{self.value}_s{self.seed}"
-        return f"full_s{self.seed}"
-
-
-_RUN = re.compile(r"^(?:(full)|partial(\d{1,3})|shot(\d+)|zsl-([A-Za-z0-9_.-]+?))_s(\d+)$")
-
-
-def parse_run(name: str) -> Run:
-    m = _RUN.match(name)
-    if not m:
-        raise BudgetError(f"run {name!r}: expected full_s<seed>, partial<pct>_s<seed>, shot<k>_s<seed> or "
-                          f"zsl-<split>_s<seed>")
-    full, pct, shots, split, seed = m.groups()
-    if pct is not None:
-        if not 0 < int(pct) <= 100:
-            raise BudgetError(f"run {name!r}: percentage must be in 1..100")
-        return Run(name, "partial", int(pct) / 100, int(seed))
-    if shots is not None:
-        return Run(name, "shot", int(shots), int(seed))
-    if split is not None:
-        return Run(name, "zsl", split, int(seed))
-    return Run(name, "full", None, int(seed))
-
-
 # ------------------------------------------------------------------------------------------------------
 # the artifact
 # ------------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import sys
 from dataclasses import dataclass
@@ -32,7 +31,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from mlr_core.data.manifest import LabelledImages
-from mlr_core.io import atomic_path, atomic_write_json
+from mlr_core.io import atomic_path
+from mlr_core.shards import ShardedWork
 
 META_KEY = b"mlr_core"
 ROW_GROUP_ROWS = 64  # small row groups bound the reader's memory even for 14x14x1024 dense maps
@@ -80,39 +80,24 @@ def _image_list_hash(ids: Sequence[str]) -> str:
 
 def _write_sharded(out_path: Path, ids: Sequence[str], state: dict, shard_size: int, encode_shard, meta: dict,
                    processes, unit: str) -> Path:
-    """The resumable, data-parallel, atomic shard machinery shared by the image and text caches.
+    """The image and text caches on :class:`mlr_core.shards.ShardedWork`.
 
     ``encode_shard(lo, hi, bar)`` returns the Parquet table of items ``lo:hi``; ``state`` identifies the
-    inputs (model fingerprint, item list, ...): shards left by a run with another state are discarded.
+    inputs (model fingerprint, ...), to which the item list is added: shards left by another run are discarded.
     """
-    processes = processes or _SingleProcess()
-    work = out_path.with_name(out_path.name + ".partial")
     state = {**state, "items": _image_list_hash(ids), "n": len(ids), "shard_size": shard_size}
-    state_file = work / "state.json"
-    if processes.is_main_process:
-        if work.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
-            shutil.rmtree(work)  # stale shards from another model or item list must never be mixed in
-        work.mkdir(parents=True, exist_ok=True)
-        if not state_file.exists():
-            atomic_write_json(state_file, state)
-    processes.wait_for_everyone()
-
-    n_shards = math.ceil(len(ids) / shard_size)
-    mine = [k for k in range(n_shards) if k % processes.num_processes == processes.process_index]
-    todo = [k for k in mine if not (work / f"shard-{k:05d}.parquet").exists()]
-    if len(todo) < len(mine):
-        print(f"feature cache: resuming, {len(mine) - len(todo)} of {len(mine)} shards already done")
-    bar = tqdm(total=sum(min(shard_size, len(ids) - k * shard_size) for k in todo), desc=f"encode {out_path.name}",
-               unit=unit)
+    work = ShardedWork(out_path.with_name(out_path.name + ".partial"), state, n_items=len(ids),
+                       shard_size=shard_size, processes=processes, what="feature cache")
+    todo = work.todo()
+    bar = tqdm(total=sum(hi - lo for lo, hi in map(work.bounds, todo)), desc=f"encode {out_path.name}", unit=unit)
     for k in todo:
-        table = encode_shard(k * shard_size, min(len(ids), (k + 1) * shard_size), bar)
-        with atomic_path(work / f"shard-{k:05d}.parquet") as tmp:
-            pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
+        work.write(k, encode_shard(*work.bounds(k), bar), row_group_size=ROW_GROUP_ROWS)
     bar.close()
-    processes.wait_for_everyone()
-    if processes.is_main_process:
-        merge_shards(work, out_path, n_shards, meta)
-    processes.wait_for_everyone()
+    work.processes.wait_for_everyone()
+    if work.processes.is_main_process:
+        merge_shards(work.shards(), out_path, meta)
+        shutil.rmtree(work.dir)
+    work.processes.wait_for_everyone()
     return out_path
 
 
@@ -206,31 +191,8 @@ def write_text_feature_cache(texts: Sequence[str], ids: Sequence[str], labels: n
     return _write_sharded(Path(out_path), ids, state, shard_size, encode_shard, meta, processes, "text")
 
 
-def launched_processes(device: str = "auto"):
-    """The processes of this run as an ``accelerate.PartialState``: one process under ``dvc repro``, all of
-    them under ``accelerate launch`` (GPUs, nodes) or ``torchrun`` (CPU processes: pass ``device="cpu"``
-    or set ACCELERATE_USE_CPU=1, since accelerate only joins CPU processes when told so)."""
-    import os
-
-    from accelerate import PartialState
-
-    cpu = device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in {"1", "true", "yes"}
-    return PartialState(cpu=cpu)
-
-
-class _SingleProcess:
-    process_index, num_processes, is_main_process = 0, 1, True
-
-    def wait_for_everyone(self) -> None:
-        pass
-
-
-def merge_shards(work: Path, out_path: Path, n_shards: int, meta: dict) -> None:
-    """Concatenate the shards in index order into ``out_path`` (atomic), then remove ``work``."""
-    shards = [work / f"shard-{k:05d}.parquet" for k in range(n_shards)]
-    missing = [s.name for s in shards if not s.exists()]
-    if missing:
-        raise RuntimeError(f"{work}: cannot merge, shards missing: {missing[:5]}")
+def merge_shards(shards: Sequence[Path], out_path: Path, meta: dict) -> None:
+    """Concatenate the shards, in the order given, into ``out_path`` (atomic)."""
     first = pq.ParquetFile(shards[0])
     grid = json.loads(first.schema_arrow.metadata[b"grid"])
     skipped = [item for s in shards for item in json.loads(pq.ParquetFile(s).schema_arrow.metadata[b"skipped"])]
@@ -243,7 +205,6 @@ def merge_shards(work: Path, out_path: Path, n_shards: int, meta: dict) -> None:
                 pf = pq.ParquetFile(s)
                 for rg in range(pf.num_row_groups):
                     writer.write_table(pf.read_row_group(rg).replace_schema_metadata(schema.metadata))
-    shutil.rmtree(work)
 
 
 @dataclass

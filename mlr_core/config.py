@@ -19,12 +19,13 @@ Fields carry a ``role`` where it matters to DVC (``json_schema_extra``; :func:`f
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlr_core.runs import parse_run
 
 ROLES = ("input", "runtime", "foreach")
 
@@ -247,14 +248,10 @@ class T2IPalParams(_PromptTraining):
 
 
 # ---- image-supervised methods: label budgets, DualCoOp, PVLR, CoOp few-shot, score ensembles ----
-#: The run-name grammar, <budget>_s<seed> (mlr_core.budgets.parse_run parses a name).
-RUN_PATTERN = r"^(full|partial\d{1,3}|shot\d+|zsl-[A-Za-z0-9_.-]+)_s\d+$"
-
-
 def _check_runs(runs: list[str]) -> None:
-    bad = [r for r in runs if not re.match(RUN_PATTERN, r)]
-    if bad:
-        raise ValueError(f"bad run names {bad}: use full_s0, partial10_s0, shot4_s0 or zsl-<split>_s0")
+    """Each name follows the run-name grammar, whose one home is :func:`mlr_core.runs.parse_run`."""
+    for run in runs:
+        parse_run(run)  # BudgetError (a ValueError) names the run and the grammar
     if len(set(runs)) != len(runs):
         raise ValueError(f"duplicate runs in {runs}")
 

@@ -26,6 +26,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from mlr_core.data.labels import IGNORE  # the data layer owns the encoding; re-exported here
+
 __all__ = [
     "IGNORE",
     "average_precision",
@@ -34,9 +36,6 @@ __all__ = [
     "precision_recall_curve_points",
     "zero_shot_metrics",
 ]
-
-#: Target value meaning "unknown / ignored in the metric".
-IGNORE = -1
 
 _VALID_TARGET_VALUES = (IGNORE, 0, 1)
 
@@ -175,6 +174,12 @@ def average_precision(scores, targets) -> float:
 
     Returns:
         AP in [0, 1], or ``nan`` when no (non-ignored) positive exists.
+
+    Example:
+        >>> average_precision([0.9, 0.8, 0.7, 0.6], [1, 0, 1, 0])  # (1/1 + 2/3) / 2
+        0.8333333333333333
+        >>> average_precision([0.9, 0.8, 0.7, 0.6], [1, IGNORE, 1, 0])  # the ignored entry is dropped
+        1.0
     """
     s = _format_scores(scores, "scores", ndim=1)
     t = _format_targets(targets, "targets", ndim=1)

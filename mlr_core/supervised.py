@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mlr_core.budgets import budget_features, load_budget, parse_run
+from mlr_core.budgets import budget_features, load_budget
+from mlr_core.runs import parse_run
 from mlr_core.cache import FeatureCache
 from mlr_core.evaluate import evaluate_method
 from mlr_core.io import atomic_write_json, read_learned_meta

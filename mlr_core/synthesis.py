@@ -25,12 +25,8 @@ processes never collide and the result does not depend on their number.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import math
-import shutil
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -44,9 +40,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from mlr_core.data.manifest import CLASSES_FILE, MANIFEST_FILE
-from mlr_core.io import atomic_path, atomic_write_json, atomic_write_text, replace_dir
-from mlr_core.metrics import IGNORE
+from mlr_core.data.manifest import write_manifest_folder
+from mlr_core.io import atomic_path, atomic_write_json, replace_dir
+from mlr_core.shards import ShardedWork
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -164,12 +160,6 @@ class SynthesisConfig:
     max_retries: int
 
 
-def _labels_field(labels: np.ndarray, classes: list[str]) -> str:
-    """A target row as the generic manifest writes it: positive names, ``?name`` for unknown."""
-    names = [c for c, v in zip(classes, labels) if v == 1] + [f"?{c}" for c, v in zip(classes, labels) if v == IGNORE]
-    return ";".join(names)
-
-
 def _synthesize_shard(pipe, prompts: Prompts, lo: int, hi: int, shard: int, work: Path, cfg: SynthesisConfig,
                       bar) -> tuple[pa.Table, dict]:
     queue = deque((r, k, 0) for r in range(lo, hi) for k in range(cfg.images_per_caption))
@@ -212,14 +202,10 @@ def synthesize(pipe, prompts: Prompts, out_dir: str | Path, cfg: SynthesisConfig
                processes=None) -> dict:
     """Generate the images of ``prompts`` into ``out_dir`` (see the module docstring); returns the summary.
 
-    ``processes`` is an ``accelerate.PartialState`` (``mlr_core.cache.launched_processes``) for data-parallel
+    ``processes`` is an ``accelerate.PartialState`` (``mlr_core.shards.launched_processes``) for data-parallel
     runs; process ``r`` of ``n`` does shards ``r, r + n, ...`` and the main process assembles the folder.
     """
-    from mlr_core.cache import _SingleProcess
-
-    processes = processes or _SingleProcess()
     out_dir = Path(out_dir)
-    work = out_dir.with_name(out_dir.name + ".partial")
     state = {"model": model, "config": cfg.__dict__, "classes": prompts.classes,
              "prompts": hashlib.sha256("\n".join(f"{i}\t{t}" for i, t in zip(prompts.ids, prompts.texts))
                                        .encode()).hexdigest()[:16], "n": len(prompts)}
@@ -227,28 +213,16 @@ def synthesize(pipe, prompts: Prompts, out_dir: str | Path, cfg: SynthesisConfig
     if done.is_file() and json.loads(done.read_text()) == state and (out_dir / "summary.json").is_file():
         print(f"synthesis: {out_dir} is up to date")
         return json.loads((out_dir / "summary.json").read_text())
-    state_file = work / "state.json"
-    if processes.is_main_process:
-        if work.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
-            shutil.rmtree(work)  # shards of another model, config or prompt list are never mixed in
-        work.mkdir(parents=True, exist_ok=True)
-        if not state_file.exists():
-            atomic_write_json(state_file, state)
-    processes.wait_for_everyone()
-
-    n_shards = math.ceil(len(prompts) / cfg.shard_size)
-    mine = [k for k in range(n_shards) if k % processes.num_processes == processes.process_index]
-    todo = [k for k in mine if not (work / f"shard-{k:05d}.parquet").exists()]
-    if len(todo) < len(mine):
-        print(f"synthesis: resuming, {len(mine) - len(todo)} of {len(mine)} shards already done")
-    n_todo = sum(min(cfg.shard_size, len(prompts) - k * cfg.shard_size) for k in todo) * cfg.images_per_caption
+    work = ShardedWork(out_dir.with_name(out_dir.name + ".partial"), state, n_items=len(prompts),
+                       shard_size=cfg.shard_size, processes=processes, what="synthesis")
+    processes = work.processes
+    todo = work.todo()
+    n_todo = sum(hi - lo for lo, hi in map(work.bounds, todo)) * cfg.images_per_caption
     bar = tqdm(total=n_todo, desc=f"synthesize (process {processes.process_index})", unit="img")
     start = time.perf_counter()
     for k in todo:
-        lo, hi = k * cfg.shard_size, min(len(prompts), (k + 1) * cfg.shard_size)
-        table, _ = _synthesize_shard(pipe, prompts, lo, hi, k, work, cfg, bar)
-        with atomic_path(work / f"shard-{k:05d}.parquet") as tmp:
-            pq.write_table(table, tmp)
+        table, _ = _synthesize_shard(pipe, prompts, *work.bounds(k), k, work.dir, cfg, bar)
+        work.write(k, table)
     bar.close()
     seconds = time.perf_counter() - start
     if todo:
@@ -257,16 +231,13 @@ def synthesize(pipe, prompts: Prompts, out_dir: str | Path, cfg: SynthesisConfig
     processes.wait_for_everyone()
     summary = None
     if processes.is_main_process:
-        summary = _assemble(work, out_dir, n_shards, prompts.classes, state)
+        summary = _assemble(work, out_dir, prompts.classes, state)
     processes.wait_for_everyone()
     return summary or json.loads((out_dir / "summary.json").read_text())
 
 
-def _assemble(work: Path, out_dir: Path, n_shards: int, classes: list[str], state: dict) -> dict:
-    shards = [work / f"shard-{k:05d}.parquet" for k in range(n_shards)]
-    missing = [s.name for s in shards if not s.exists()]
-    if missing:
-        raise RuntimeError(f"{work}: cannot assemble, shards missing: {missing[:5]}")
+def _assemble(sharded: ShardedWork, out_dir: Path, classes: list[str], state: dict) -> dict:
+    shards, work = sharded.shards(), sharded.dir
     tables = [pq.read_table(s) for s in shards]
     counts = {"regenerated": 0, "dropped": 0}
     for t in tables:
@@ -279,13 +250,7 @@ def _assemble(work: Path, out_dir: Path, n_shards: int, classes: list[str], stat
     with atomic_path(work / "manifest.parquet") as tmp:
         pq.write_table(table, tmp)
     labels = table.column("labels").combine_chunks().values.to_numpy().reshape(table.num_rows, -1)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["image", "split", "labels"])
-    writer.writerows([p, "trainval", _labels_field(row, classes)]
-                     for p, row in zip(table.column("path").to_pylist(), labels))
-    atomic_write_text(work / MANIFEST_FILE, buf.getvalue())
-    atomic_write_text(work / CLASSES_FILE, "\n".join(classes) + "\n")
+    write_manifest_folder(work, table.column("path").to_pylist(), ["trainval"] * table.num_rows, labels, classes)
     for p in shards:
         p.unlink()
     atomic_write_json(work / "summary.json", summary)

@@ -5,7 +5,8 @@ import sys
 
 from _common import stage_args
 
-from mlr_core.cache import FeatureCache, ImageReadError, launched_processes, write_feature_cache
+from mlr_core.cache import FeatureCache, ImageReadError, write_feature_cache
+from mlr_core.shards import launched_processes
 from mlr_core.data.datasets import dataset_info, load_from_params
 from mlr_core.data.manifest import DatasetError, read_manifest_folder
 from mlr_core.models.clip import WeightsUnavailableError, load_clip

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from mlr_core.data.nuswide import NUSWIDE_CLASSES
+
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
     "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
@@ -90,16 +92,6 @@ COCO_CAPTIONS = {  # (split, image id, caption id, caption as written, with its 
                 (73, 7019, "A motorcycle parked in a parking space next to another motorcycle.")],
 }
 
-NUSWIDE_CONCEPTS = (
-    "airport", "animal", "beach", "bear", "birds", "boats", "book", "bridge", "buildings", "cars", "castle", "cat",
-    "cityscape", "clouds", "computer", "coral", "cow", "dancing", "dog", "earthquake", "elk", "fire", "fish",
-    "flags", "flowers", "food", "fox", "frost", "garden", "glacier", "grass", "harbor", "horses", "house", "lake",
-    "leaf", "map", "military", "moon", "mountain", "nighttime", "ocean", "person", "plane", "plants", "police",
-    "protest", "railroad", "rainbow", "reflection", "road", "rocks", "running", "sand", "sign", "sky", "snow",
-    "soccer", "sports", "statue", "street", "sun", "sunset", "surf", "swimmers", "tattoo", "temple", "tiger",
-    "tower", "town", "toys", "train", "tree", "valley", "vehicle", "water", "waterfall", "wedding", "whales",
-    "window", "zebra",
-)
 # relative path as in the image lists -> (split, positive concepts)
 NUSWIDE_IMAGES: dict[str, tuple[str, list[str]]] = {
     "actor\\0001_2124494179.jpg": ("trainval", ["person"]),
@@ -265,7 +257,7 @@ def make_nuswide(root: str | Path, missing: bool = True, corrupt: bool = False, 
     (root / "ImageList").mkdir(parents=True, exist_ok=True)
     labels_dir = root / "Groundtruth" / "TrainTestLabels"
     labels_dir.mkdir(parents=True, exist_ok=True)
-    (root / "Concepts81.txt").write_text("".join(f"{c}\n" for c in NUSWIDE_CONCEPTS))
+    (root / "Concepts81.txt").write_text("".join(f"{c}\n" for c in NUSWIDE_CLASSES))
     for k, rel in enumerate(NUSWIDE_IMAGES):
         posix = rel.replace("\\", "/")
         if NUSWIDE_IMAGES[rel][0] not in parts:
@@ -278,7 +270,7 @@ def make_nuswide(root: str | Path, missing: bool = True, corrupt: bool = False, 
         rels = [r for r, (s, _) in NUSWIDE_IMAGES.items() if s == split]
         with open(root / "ImageList" / list_name, "w", newline="") as f:  # Windows line ends, as distributed
             f.write("".join(f"{r}\r\n" for r in rels))
-        for concept in NUSWIDE_CONCEPTS:
+        for concept in NUSWIDE_CLASSES:
             (labels_dir / f"Labels_{concept}_{suffix}.txt").write_text(
                 "".join(f"{int(concept in NUSWIDE_IMAGES[r][1])}\n" for r in rels))
     return root

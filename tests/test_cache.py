@@ -18,12 +18,6 @@ def world(tmp_path_factory):
     return read_manifest(root / "benchmark" / "manifest.csv", root / "benchmark" / "classes.txt").subset("test")
 
 
-@pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(0)
-    return load_clip("tinyworld-RN", None)
-
-
 def test_cache_matches_the_model_and_streams(world, clip, tmp_path):
     out = write_feature_cache(world, clip, tmp_path / "test.parquet", batch_size=4, shard_size=4)
     assert not (tmp_path / "test.parquet.partial").exists()

@@ -12,7 +12,8 @@ from mlr_core.cache import FeatureCache
 
 DRIVER = textwrap.dedent("""
     import sys, torch
-    from mlr_core.cache import launched_processes, write_feature_cache
+    from mlr_core.cache import write_feature_cache
+    from mlr_core.shards import launched_processes
     from mlr_core.data.manifest import read_manifest
     from mlr_core.models.clip import load_clip
     torch.set_num_threads(1)  # same kernels in every process, so features are bitwise comparable

@@ -89,7 +89,8 @@ def test_a_deleted_key_is_an_error_not_a_default(tmp_path):
     (changed("tai_dpt.variants", ["tai", "magic"]), "tai_dpt.variants.1", "tai_dpt"),
     (changed("model.precision", "fp8"), "model.precision", "fp32"),
     (changed("features.splits", ["test", "test"]), "features.splits", "duplicate"),
-    (changed("image_supervised.pvlr.runs", ["full_s0;touch pwned;#"]), "image_supervised.pvlr", "bad run names"),
+    (changed("image_supervised.pvlr.runs", ["full_s0;touch pwned;#"]), "image_supervised.pvlr", "expected full_s<seed>"),
+    (changed("image_supervised.dualcoop.runs", ["partial0_s0"]), "image_supervised.dualcoop", "1..100"),
     (changed("image_supervised.ensemble.partial_base", "tai_dpt;rm -rf x"), "image_supervised.ensemble.partial_base",
      "pattern"),
 ])

@@ -10,7 +10,6 @@ from mlr_core.cache import write_text_feature_cache
 from mlr_core.losses import order_loss
 from mlr_core.methods.datafree import (HierarchicalContext, HierarchicalPrompts, HierarchyConfig, group_index,
                                        train_datafree)
-from mlr_core.models.clip import load_clip
 from mlr_core.text.mining import read_mined, write_mined
 from mlr_core.train import OptimConfig
 
@@ -76,12 +75,6 @@ def test_order_loss_is_zero_at_the_anchor_and_pulls_towards_it():
     p, q = dist(a), dist(x)
     by_hand = sum(p[i, j] * torch.log(p[i, j] / q[i, j]) for i in range(3) for j in range(3) if i != j) / 3
     torch.testing.assert_close(order_loss(x, a, 0.5), by_hand)
-
-
-@pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(0)
-    return load_clip("tinyworld-RN", None)
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,16 @@ import typing
 
 import numpy as np
 import pytest
+import yaml
 
-from fixtures_real import (COCO_CAPTIONS, COCO_CATEGORIES, COCO_IMAGES, COCO_MISSING, NUSWIDE_CONCEPTS,
+from fixtures_real import (COCO_CAPTIONS, COCO_CATEGORIES, COCO_IMAGES, COCO_MISSING, NUSWIDE_CLASSES,
                            NUSWIDE_IMAGES, NUSWIDE_MISSING, VOC_CLASSES, VOC_CORRUPT, VOC_IMAGES, VOC_MISSING,
                            coco_file_name, make_coco2014, make_nuswide, make_voc2007, voc_flag)
 from mlr_core.data.coco import COCO_CLASSES, CocoCaption, read_coco2014, read_coco_captions
-from mlr_core.data.datasets import DATASET_NAMES, load_dataset
+from mlr_core.data.datasets import DATASET_NAMES, builtin_classes, load_dataset
 from mlr_core.data.manifest import DatasetError
 from mlr_core.data.nuswide import read_nuswide
+from mlr_core.text.noun_filter import SYNONYM_DIR
 from mlr_core.data.voc import read_voc2007
 from mlr_core.metrics import IGNORE
 
@@ -200,7 +202,7 @@ def nus(tmp_path):
 
 def test_nuswide(nus, capsys):
     d = read_nuswide(nus)
-    assert d.classes == list(NUSWIDE_CONCEPTS) and len(d.classes) == 81
+    assert d.classes == list(NUSWIDE_CLASSES) and len(d.classes) == 81
     want = [r.replace("\\", "/") for r in NUSWIDE_IMAGES if r.replace("\\", "/") not in NUSWIDE_MISSING]
     assert d.image_ids == want
     assert d.splits == ["trainval"] * 4 + ["test"] * 2
@@ -280,3 +282,14 @@ def test_a_release_holding_only_its_test_part(tmp_path, name):
 def test_dataset_names_match_params():
     from mlr_core.config import DatasetParams
     assert typing.get_args(DatasetParams.model_fields["name"].annotation) == DATASET_NAMES
+
+
+def test_nuswide_class_list_is_concepts81():
+    """The one built-in NUS-WIDE list: the 81 names of the commonly distributed Concepts81.txt (alphabetical,
+    singular "toy", plural "birds"), the order the synonym table is keyed in."""
+    names = builtin_classes("nuswide")
+    assert len(set(names)) == 81 and list(names) == sorted(names)
+    assert {"toy", "birds", "nighttime", "whales", "zebra"} <= set(names) and "toys" not in names
+    assert list(yaml.safe_load((SYNONYM_DIR / "nuswide.yaml").read_text())) == list(names)
+    with pytest.raises(ValueError, match="unknown dataset 'foo'"):
+        builtin_classes("foo")

@@ -12,7 +12,8 @@ import pytest
 
 import mlr_core.data.tinyworld as tw
 from mlr_core.text import nltk_data
-from mlr_core.text.noun_filter import NounFilter, SynonymTable, _NLTK, dataset_classes, reference_labels
+from mlr_core.data.datasets import builtin_classes
+from mlr_core.text.noun_filter import NounFilter, SynonymTable, _NLTK, reference_labels
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -356,7 +357,7 @@ def test_synonym_tables_load_in_dataset_order():
     nl = _NLTK.get()
     for dataset, n in sizes.items():
         table = SynonymTable.load(dataset)
-        assert table.classes == dataset_classes(dataset) and len(table) == n
+        assert table.classes == builtin_classes(dataset) and len(table) == n
         for phrase, _ in table.phrases:
             last = phrase.split()[-1]  # every entry is a noun phrase in its singular (base) form
             assert last in nl.lemmatizer._morphy(last, "n") or phrase == "smartphone", (dataset, phrase)

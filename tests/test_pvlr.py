@@ -7,13 +7,6 @@ import torch
 
 from mlr_core.losses import kcr_loss
 from mlr_core.methods.pvlr import PVLR, Ema, PVLRHead, PvlrConfig
-from mlr_core.models.clip import load_clip
-
-
-@pytest.fixture(scope="module")
-def tiny_clip():
-    torch.set_num_threads(1)
-    return load_clip("tinyworld-RN", None)
 
 
 def test_head_shapes_rn101_size():
@@ -48,9 +41,9 @@ def test_kcr_loss_hand_computed():
     assert kcr_loss(a, a).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_model_forward_loss_and_unknown_labels(tiny_clip):
+def test_model_forward_loss_and_unknown_labels(clip):
     classes = ["circle", "square", "star", "heart"]
-    model = PVLR(tiny_clip, classes, PvlrConfig(n_ctx=4, num_heads=4), seed=0)
+    model = PVLR(clip, classes, PvlrConfig(n_ctx=4, num_heads=4), seed=0)
     dense = torch.randn(3, 16, 128, generator=torch.Generator().manual_seed(1))
     logits, kcr = model(dense)
     assert logits.shape == (3, 4)
@@ -66,8 +59,8 @@ def test_model_forward_loss_and_unknown_labels(tiny_clip):
     assert with_kcr.item() == pytest.approx(4.0 * model(dense)[1].item(), rel=1e-5)
 
 
-def test_ema_and_save_load(tiny_clip, tmp_path):
-    model = PVLR(tiny_clip, ["circle", "square"], PvlrConfig(n_ctx=2, num_heads=2), seed=0)
+def test_ema_and_save_load(clip, tmp_path):
+    model = PVLR(clip, ["circle", "square"], PvlrConfig(n_ctx=2, num_heads=2), seed=0)
     ema = Ema(model, decay=0.9997)
     assert ema.shadow.encoder.clip_model is model.encoder.clip_model  # the frozen CLIP is shared, not copied
     before = ema.shadow.ctx.detach().clone()
@@ -77,18 +70,18 @@ def test_ema_and_save_load(tiny_clip, tmp_path):
     d = 2 / 11
     assert torch.allclose(ema.shadow.ctx, d * before + (1 - d) * model.ctx.detach(), atol=1e-6)
     model.save(tmp_path / "p.safetensors")
-    back = PVLR.load(tmp_path / "p.safetensors", tiny_clip)
+    back = PVLR.load(tmp_path / "p.safetensors", clip)
     dense = torch.randn(2, 16, 128)
     assert torch.allclose(model.eval().scorer()(None, dense)[0], back.scorer()(None, dense)[0], atol=1e-6)
 
 
-def test_forward_images_fine_tunes_the_image_tower(tiny_clip):
-    model = PVLR(tiny_clip, ["circle", "square"], PvlrConfig(n_ctx=2, num_heads=2), seed=0)
-    visual = tiny_clip.model.visual
+def test_forward_images_fine_tunes_the_image_tower(clip):
+    model = PVLR(clip, ["circle", "square"], PvlrConfig(n_ctx=2, num_heads=2), seed=0)
+    visual = clip.model.visual
     try:
         visual.requires_grad_(True)
-        images = torch.randn(2, 3, tiny_clip.image_size, tiny_clip.image_size)
-        logits, _ = model.forward_images(images, tiny_clip.model)
+        images = torch.randn(2, 3, clip.image_size, clip.image_size)
+        logits, _ = model.forward_images(images, clip.model)
         assert logits.shape == (2, 2)
         logits.sum().backward()
         assert any(p.grad is not None and p.grad.abs().max() > 0 for p in visual.parameters())

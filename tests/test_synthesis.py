@@ -196,7 +196,7 @@ DRIVER = textwrap.dedent("""
     import json, sys, torch
     sys.path.insert(0, sys.argv[3])
     from test_synthesis import CFG, prompts
-    from mlr_core.cache import launched_processes
+    from mlr_core.shards import launched_processes
     from mlr_core.synthesis import load_pipeline, synthesize
     torch.set_num_threads(1)
     state = launched_processes("cpu")

@@ -11,18 +11,10 @@ from mlr_core.data.manifest import read_manifest
 from mlr_core.losses import ranking_loss
 from mlr_core.methods.t2i_pal import (PalConfig, T2IPal, adapted_global_logits, adapted_local_logits, affinity,
                                       train_t2i_pal)
-from mlr_core.models.clip import load_clip
 from mlr_core.scores import local_logits
 from mlr_core.train import OptimConfig, fit
 
 CLASSES = ["circle", "square", "star", "heart"]
-
-
-@pytest.fixture(scope="module")
-def clip():
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    return load_clip("tinyworld-RN", None, "cpu")
 
 
 def random_labels(rng, n):

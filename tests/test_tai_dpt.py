@@ -11,12 +11,6 @@ CLASSES = ["circle", "square", "star", "heart"]
 
 
 @pytest.fixture(scope="module")
-def clip():
-    torch.manual_seed(0)
-    return load_clip("tinyworld-RN", None)
-
-
-@pytest.fixture(scope="module")
 def caption_cache(clip, tmp_path_factory):
     rng = np.random.default_rng(0)
     texts, labels = [], []

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlr_core.data.datasets import assemble_splits, check_splits, missing_part
 from mlr_core.data.manifest import SPLITS, DatasetError, LabelledImages
+from mlr_core.data.release import assemble_splits, check_splits, missing_part
 
 #: The 80 official category names in category-id order (ids 1..90 with 10 unused ids).
 COCO_CLASSES: tuple[str, ...] = (

@@ -13,23 +13,21 @@ release into (see each reader's module docstring for the exact files it expects)
 zero-shot evaluation) loads with ``splits=("test",)``, and a stage that needs a part that is not there
 says so in one line naming the missing files.
 
-The small helpers below (file-existence checks by directory listing, the one-line report of missing
-images) are shared by the readers. The readers are imported lazily so that they may import them.
+The helpers the readers share (split checks, file-existence checks by directory listing, the one-line
+report of missing images) live in :mod:`mlr_core.data.release`.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Iterable
 
-import numpy as np
-
-from mlr_core.data.manifest import SPLITS, DatasetError, LabelledImages, read_classes, read_manifest
+from mlr_core.data.coco import COCO_CLASSES, read_coco2014
+from mlr_core.data.manifest import SPLITS, LabelledImages, read_classes, read_manifest
+from mlr_core.data.nuswide import NUSWIDE_CLASSES, read_nuswide
+from mlr_core.data.release import check_splits, missing_part
+from mlr_core.data.tinyworld import CLASSES as TINYWORLD_CLASSES
+from mlr_core.data.voc import VOC_CLASSES, read_voc2007
 
 DATASET_NAMES: tuple[str, ...] = ("tinyworld", "manifest", "voc2007", "coco2014", "nuswide")
-
-#: How many missing file names the one-line report shows.
-REPORT_FIRST = 5
 
 
 def dataset_info(dataset_params) -> dict:
@@ -41,81 +39,6 @@ def dataset_info(dataset_params) -> dict:
     if dataset_params.name == "coco2014":
         info["coco_unannotated"] = dataset_params.coco_unannotated
     return info
-
-
-def check_splits(splits) -> tuple[str, ...]:
-    splits = tuple(splits)
-    bad = [s for s in splits if s not in SPLITS]
-    if bad or not splits:
-        raise ValueError(f"splits must be a non-empty subset of {list(SPLITS)}, got {list(splits)}")
-    return splits
-
-
-def missing_part(dataset: str, split: str, what: Path | str, hint: str = "") -> DatasetError:
-    """The one-line error of a stage that needs a part of the release that is not on disk."""
-    need = ("the image-supervised methods (DualCoOp, PVLR, CoOp) and the label budgets need it; zero-shot "
-            "evaluation does not (features.splits: [test], then `dvc repro evaluate_zsclip`)"
-            if split == "trainval" else "every evaluation needs it")
-    return DatasetError(f"{dataset}: the {split} part is not there ({what} not found){hint}; {need}")
-
-
-def missing_mask(paths: Iterable[Path]) -> list[bool]:
-    """For each path, whether it is not a file; found with one ``os.scandir`` per parent folder.
-
-    Much faster than one ``stat`` per image on the 100k-300k image benchmarks (and on network disks).
-    """
-    listed: dict[Path, set[str]] = {}
-    missing = []
-    for p in paths:
-        parent = p.parent
-        names = listed.get(parent)
-        if names is None:
-            try:
-                with os.scandir(parent) as it:
-                    names = {e.name for e in it if e.is_file()}
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                names = set()
-            listed[parent] = names
-        missing.append(p.name not in names)
-    return missing
-
-
-def report_missing(dataset: str, missing: list[str], total: int, where: Path | str) -> None:
-    """Print ONE line: how many listed images are missing on disk (and the first few names)."""
-    if not missing:
-        return
-    first = ", ".join(missing[:REPORT_FIRST]) + (", ..." if len(missing) > REPORT_FIRST else "")
-    print(f"{dataset}: {len(missing)} of {total} listed images are missing under {where}; "
-          f"skipped them (first: {first})")
-
-
-def require_splits(dataset: str, found: list[str], where: Path | str, wanted=SPLITS) -> None:
-    """A wanted split with no image left (e.g. its image folder was never extracted) is an error, not a
-    silent gap."""
-    for split in wanted:
-        if split not in found:
-            raise DatasetError(f"{dataset}: no image of split {split!r} found on disk under {where}; "
-                               f"was that part of the release extracted there?")
-
-
-def assemble_splits(dataset: str, classes: list[str], parts: list[tuple], where: Path | str) -> LabelledImages:
-    """Join a release's per-split lists into one :class:`LabelledImages`, skipping the listed images that are not
-    on disk (reported in one line) and failing if a split is left empty.
-
-    ``parts``: one ``(paths, image_ids, names, targets, split)`` per list, ``names`` being how the report shows
-    each image (relative to ``where``) and ``targets`` an (N, C) array."""
-    gone = [missing_mask(paths) for paths, *_ in parts]
-    report_missing(dataset, sorted(n for (_, _, names, _, _), g in zip(parts, gone) for n, m in zip(names, g) if m),
-                   sum(len(paths) for paths, *_ in parts), where)
-    paths, image_ids, splits, rows = [], [], [], []
-    for (fp, ids, _, targets, split), g in zip(parts, gone):
-        keep = [k for k, m in enumerate(g) if not m]
-        paths += [fp[k] for k in keep]
-        image_ids += [ids[k] for k in keep]
-        splits += [split] * len(keep)
-        rows.append(targets[keep])
-    require_splits(dataset, splits, where, wanted=[p[4] for p in parts])
-    return LabelledImages(list(classes), paths, image_ids, splits, np.concatenate(rows))
 
 
 def load_dataset(name: str, root: str | Path, *, manifest: str, classes: str, voc_difficult: str,
@@ -130,13 +53,10 @@ def load_dataset(name: str, root: str | Path, *, manifest: str, classes: str, vo
                 raise missing_part(name, split, f"a row of split {split} in {root / manifest}")
         return data.select(i for i, s in enumerate(data.splits) if s in splits)
     if name == "voc2007":
-        from mlr_core.data.voc import read_voc2007
         return read_voc2007(root, difficult=voc_difficult, splits=splits)
     if name == "coco2014":
-        from mlr_core.data.coco import read_coco2014
         return read_coco2014(root, unannotated=coco_unannotated, splits=splits)
     if name == "nuswide":
-        from mlr_core.data.nuswide import read_nuswide
         return read_nuswide(root, splits=splits)
     raise ValueError(f"dataset.name: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
 
@@ -147,16 +67,24 @@ def load_from_params(dataset, splits=SPLITS) -> LabelledImages:
                         voc_difficult=dataset.voc_difficult, coco_unannotated=dataset.coco_unannotated, splits=splits)
 
 
+def builtin_classes(name: str) -> tuple[str, ...]:
+    """The class list (label order) the project ships for a named benchmark (tinyworld, voc2007, coco2014,
+    nuswide): what the synonym tables are keyed by. A release's own files stay the authority when reading it."""
+    known = {"tinyworld": TINYWORLD_CLASSES, "voc2007": VOC_CLASSES, "coco2014": COCO_CLASSES,
+             "nuswide": NUSWIDE_CLASSES}
+    if name not in known:
+        raise ValueError(f"unknown dataset {name!r}: pass its class list explicitly (built in: {', '.join(known)})")
+    return tuple(known[name])
+
+
 def dataset_classes(name: str, root: str | Path, *, classes: str) -> list[str]:
     """The class names of benchmark ``name`` in label order, reading no image list."""
     root = Path(root)
     if name in ("tinyworld", "manifest"):
         return read_classes(root / classes)
     if name == "voc2007":
-        from mlr_core.data.voc import VOC_CLASSES
         return list(VOC_CLASSES)
     if name == "coco2014":
-        from mlr_core.data.coco import COCO_CLASSES
         return list(COCO_CLASSES)
     if name == "nuswide":
         return read_classes(root / "Concepts81.txt")

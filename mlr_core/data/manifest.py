@@ -13,13 +13,15 @@ On disk (tinyworld writes it; users write it for their own data):
 from __future__ import annotations
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mlr_core.metrics import IGNORE
+from mlr_core.data.labels import IGNORE
+from mlr_core.io import atomic_write_text
 
 SPLITS = ("trainval", "test")
 #: The file names of a generic-format folder that other stages write (the synthetic images).
@@ -129,3 +131,31 @@ def read_manifest_folder(root: str | Path) -> LabelledImages:
     """A generic-format folder written with the conventional names (``manifest.csv``, ``classes.txt``)."""
     root = Path(root)
     return read_manifest(root / MANIFEST_FILE, root / CLASSES_FILE)
+
+
+def manifest_labels(target: np.ndarray, classes: list[str]) -> str:
+    """A target row as the manifest writes it: the positive names, then ``?name`` for each unknown."""
+    return ";".join([c for c, v in zip(classes, target) if v == 1] +
+                    [f"?{c}" for c, v in zip(classes, target) if v == IGNORE])
+
+
+def write_manifest_folder(root: str | Path, images: list[str], splits: list[str], targets: np.ndarray,
+                          classes: list[str]) -> None:
+    """Write ``root/manifest.csv`` and ``root/classes.txt`` (the images are the caller's), each atomically;
+    :func:`read_manifest_folder` reads them back.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> write_manifest_folder(root, ["a.png"], ["test"], np.array([[1, 0, -1]]), ["cat", "dog", "fox"])
+        >>> print((root / "manifest.csv").read_text(), end="")
+        image,split,labels
+        a.png,test,cat;?fox
+    """
+    root = Path(root)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image", "split", "labels"])
+    writer.writerows([image, split, manifest_labels(row, classes)] for image, split, row in zip(images, splits, targets))
+    atomic_write_text(root / MANIFEST_FILE, buf.getvalue())
+    atomic_write_text(root / CLASSES_FILE, "\n".join(classes) + "\n")

@@ -25,8 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-from mlr_core.data.datasets import assemble_splits, check_splits, missing_part
 from mlr_core.data.manifest import SPLITS, DatasetError, LabelledImages, read_classes
+from mlr_core.data.release import assemble_splits, check_splits, missing_part
+
+#: The 81 concepts as the commonly distributed ``Concepts81.txt`` names them, in its (alphabetical) order.
+NUSWIDE_CLASSES: tuple[str, ...] = (
+    "airport", "animal", "beach", "bear", "birds", "boats", "book", "bridge", "buildings", "cars", "castle", "cat",
+    "cityscape", "clouds", "computer", "coral", "cow", "dancing", "dog", "earthquake", "elk", "fire", "fish", "flags",
+    "flowers", "food", "fox", "frost", "garden", "glacier", "grass", "harbor", "horses", "house", "lake", "leaf", "map",
+    "military", "moon", "mountain", "nighttime", "ocean", "person", "plane", "plants", "police", "protest",
+    "railroad", "rainbow", "reflection", "road", "rocks", "running", "sand", "sign", "sky", "snow", "soccer",
+    "sports", "statue", "street", "sun", "sunset", "surf", "swimmers", "tattoo", "temple", "tiger", "tower", "town",
+    "toy", "train", "tree", "valley", "vehicle", "water", "waterfall", "wedding", "whales", "window", "zebra",
+)
 
 #: (image list, label file suffix, split)
 _PARTS = (("TrainImagelist.txt", "Train", "trainval"), ("TestImagelist.txt", "Test", "test"))

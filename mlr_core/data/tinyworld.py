@@ -21,7 +21,6 @@ and, written by :func:`write_tinyworld`,
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from mlr_core.data.manifest import write_manifest_folder
 from mlr_core.io import atomic_dir, atomic_write_text
 
 CLASSES: tuple[str, ...] = (
@@ -344,19 +344,18 @@ def write_tinyworld(out_dir: str | Path, *, seed: int, image_size: int, min_obje
         # (c) the labelled benchmark in the generic manifest format.
         bench = tmp / "benchmark"
         (bench / "images").mkdir(parents=True)
-        (bench / "classes.txt").write_text("\n".join(CLASSES) + "\n")
-        counts = {}
-        with open(bench / "manifest.csv", "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["image", "split", "labels"])
-            for split, n in (("trainval", n_trainval), ("test", n_test)):
-                (bench / "images" / split).mkdir()
-                split_scenes = sample_scenes(n, seed, split, min_objects, max_objects)
-                for i, s in enumerate(tqdm(split_scenes, desc=f"tinyworld {split}", unit="img")):
-                    rel = f"images/{split}/{split}_{i:06d}.png"
-                    render_scene(s, image_size).save(bench / rel, optimize=False, compress_level=1)
-                    w.writerow([rel, split, ";".join(CLASSES[c] for c in s.labels)])
-                counts[split] = n
+        counts, images, splits, targets = {}, [], [], []
+        for split, n in (("trainval", n_trainval), ("test", n_test)):
+            (bench / "images" / split).mkdir()
+            split_scenes = sample_scenes(n, seed, split, min_objects, max_objects)
+            for i, s in enumerate(tqdm(split_scenes, desc=f"tinyworld {split}", unit="img")):
+                rel = f"images/{split}/{split}_{i:06d}.png"
+                render_scene(s, image_size).save(bench / rel, optimize=False, compress_level=1)
+                images.append(rel)
+                splits.append(split)
+                targets.append(np.isin(np.arange(len(CLASSES)), s.labels).astype(np.int8))
+            counts[split] = n
+        write_manifest_folder(bench, images, splits, np.array(targets), list(CLASSES))
         summary = {"classes": len(CLASSES), "corpus_scenes": n_corpus,
                    "corpus_captions": len(annotations), **{f"{k}_images": v for k, v in counts.items()}}
         atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2))

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mlr_core.data.datasets import check_splits, missing_mask, missing_part, report_missing, require_splits
+from mlr_core.data.labels import IGNORE
 from mlr_core.data.manifest import SPLITS, DatasetError, LabelledImages
-from mlr_core.metrics import IGNORE
+from mlr_core.data.release import check_splits, missing_mask, missing_part, report_missing, require_splits
 
 VOC_CLASSES: tuple[str, ...] = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",

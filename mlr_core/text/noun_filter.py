@@ -64,22 +64,14 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import yaml
 
+from mlr_core.data.datasets import builtin_classes
+
 SYNONYM_DIR = Path(__file__).resolve().parent / "synonyms"
 NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
 RULES = ("pos", "pos_compound", "head_strict", "head")
 DEFAULT_RULE = "head"
 
 #: NUS-WIDE's Concepts81.txt order (the class order of its label files).
-NUSWIDE_CONCEPTS: tuple[str, ...] = (
-    "airport", "animal", "beach", "bear", "birds", "boats", "book", "bridge", "buildings", "cars", "castle", "cat",
-    "cityscape", "clouds", "computer", "coral", "cow", "dancing", "dog", "earthquake", "elk", "fire", "fish", "flags",
-    "flowers", "food", "fox", "frost", "garden", "glacier", "grass", "harbor", "horses", "house", "lake", "leaf", "map",
-    "military", "moon", "mountain", "nighttime", "ocean", "person", "plane", "plants", "police", "protest",
-    "railroad", "rainbow", "reflection", "road", "rocks", "running", "sand", "sign", "sky", "snow", "soccer",
-    "sports", "statue", "street", "sun", "sunset", "surf", "swimmers", "tattoo", "temple", "tiger", "tower", "town",
-    "toy", "train", "tree", "valley", "vehicle", "water", "waterfall", "wedding", "whales", "window", "zebra",
-)
-
 _PHRASE_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*(?: [a-z0-9]+(?:[-'][a-z0-9]+)*)*")
 _PIECE_RE = re.compile(r"[a-z0-9]+")
 _ALNUM_RE = re.compile(r"[^\W_]")
@@ -109,22 +101,6 @@ _GROUP_END_TAGS = frozenset({".", ",", ":", "IN", "TO", "WDT", "RB", "RP"})
 def wordnet_pos(tag: str) -> str:
     """Penn tag -> WordNet POS as in the reference: J/V/N/R -> a/v/n/r, anything else n."""
     return _WN_POS.get(tag[:1], "n")
-
-
-def dataset_classes(dataset: str) -> tuple[str, ...]:
-    """The class list (label order) of a built-in dataset."""
-    if dataset == "tinyworld":
-        from mlr_core.data.tinyworld import CLASSES
-        return tuple(CLASSES)
-    if dataset == "voc2007":
-        from mlr_core.data.voc import VOC_CLASSES
-        return tuple(VOC_CLASSES)
-    if dataset == "coco2014":
-        from mlr_core.data.coco import COCO_CLASSES
-        return tuple(COCO_CLASSES)
-    if dataset == "nuswide":
-        return NUSWIDE_CONCEPTS
-    raise ValueError(f"unknown dataset {dataset!r}: pass its class list explicitly")
 
 
 # ------------------------------------------------------------------------------------------- synonyms
@@ -194,9 +170,9 @@ class SynonymTable:
     @classmethod
     def load(cls, dataset: str, classes: Sequence[str] | None = None) -> "SynonymTable":
         """``mlr_core/text/synonyms/<dataset>.yaml`` in the dataset's class order (``classes``, else the
-        built-in list of :func:`dataset_classes`)."""
+        built-in list of :func:`mlr_core.data.datasets.builtin_classes`)."""
         if classes is None:
-            classes = dataset_classes(dataset)
+            classes = builtin_classes(dataset)
         return cls.from_yaml(SYNONYM_DIR / f"{dataset}.yaml", classes)
 
 

@@ -1,0 +1,59 @@
+"""The run-name grammar, ``<budget>_s<seed>``: ``full_s<seed>``, ``partial<pct>_s<seed>``, ``shot<k>_s<seed>``,
+``zsl-<split>_s<seed>`` (see :mod:`mlr_core.budgets` for what each budget is). One home, used by the params
+validation and by the budgets; dependency-free so that validating params costs nothing.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+class BudgetError(ValueError):
+    """A budget that cannot be drawn or found (unknown run name, missing file, class not in the dataset)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str  # e.g. partial10_s0
+    kind: str  # full | partial | shot | zsl
+    value: float | int | str | None  # proportion, shots, split name
+    seed: int
+
+    @property
+    def budget(self) -> str:
+        """The label file's stem (canonical form of the run name)."""
+        if self.kind == "partial":
+            return f"partial{round(self.value * 100)}_s{self.seed}"
+        if self.kind == "shot":
+            return f"shot{self.value}_s{self.seed}"
+        if self.kind == "zsl":
+            return f"zsl-{self.value}_s{self.seed}"
+        return f"full_s{self.seed}"
+
+
+_RUN = re.compile(r"^(?:(full)|partial(\d{1,3})|shot(\d+)|zsl-([A-Za-z0-9_.-]+?))_s(\d+)$")
+
+
+def parse_run(name: str) -> Run:
+    """The run-name grammar, ``<budget>_s<seed>``: its one home (params validation uses it too).
+
+    Example:
+        >>> parse_run("partial10_s2")
+        Run(name='partial10_s2', kind='partial', value=0.1, seed=2)
+        >>> parse_run("zsl-coco_48_17_s0").value
+        'coco_48_17'
+    """
+    m = _RUN.match(name)
+    if not m:
+        raise BudgetError(f"run {name!r}: expected full_s<seed>, partial<pct>_s<seed>, shot<k>_s<seed> or "
+                          f"zsl-<split>_s<seed>")
+    full, pct, shots, split, seed = m.groups()
+    if pct is not None:
+        if not 0 < int(pct) <= 100:
+            raise BudgetError(f"run {name!r}: percentage must be in 1..100")
+        return Run(name, "partial", int(pct) / 100, int(seed))
+    if shots is not None:
+        return Run(name, "shot", int(shots), int(seed))
+    if split is not None:
+        return Run(name, "zsl", split, int(seed))
+    return Run(name, "full", None, int(seed))

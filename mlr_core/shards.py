@@ -1,0 +1,102 @@
+"""Resumable, data-parallel, atomic work in shards: the one machinery behind the feature caches
+(:mod:`mlr_core.cache`) and the synthetic images (:mod:`mlr_core.synthesis`).
+
+Items ``0..n-1`` are cut into shards of ``shard_size``; process ``r`` of ``p`` does shards ``r, r + p, ...``
+and writes each one atomically into a work folder (``<output>.partial``) beside the output. A killed run
+resumes with the shards already on disk, but only if the work folder's ``state.json`` (what identifies the
+inputs: model, item list, config) equals the new run's: shards of other inputs are never mixed in. The
+caller assembles the output from the shards once every process is done.
+
+Example:
+    >>> import tempfile, pyarrow as pa
+    >>> from pathlib import Path
+    >>> work = ShardedWork(Path(tempfile.mkdtemp()) / "out.partial", {"model": "m"}, n_items=5, shard_size=2,
+    ...                    what="example")
+    >>> [work.bounds(k) for k in work.todo()]
+    [(0, 2), (2, 4), (4, 5)]
+    >>> work.write(0, pa.table({"x": [0, 1]}))
+    >>> work.todo()  # a second run (same state) resumes
+    example: resuming, 1 of 3 shards already done
+    [1, 2]
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlr_core.io import atomic_path, atomic_write_json
+
+
+class SingleProcess:
+    """The processes of a run that is not launched data-parallel: just this one."""
+    process_index, num_processes, is_main_process = 0, 1, True
+
+    def wait_for_everyone(self) -> None:
+        pass
+
+
+def launched_processes(device: str = "auto"):
+    """The processes of this run as an ``accelerate.PartialState``: one process under ``dvc repro``, all of
+    them under ``accelerate launch`` (GPUs, nodes) or ``torchrun`` (CPU processes: pass ``device="cpu"``
+    or set ACCELERATE_USE_CPU=1, since accelerate only joins CPU processes when told so)."""
+    from accelerate import PartialState  # heavy: only runs that shard work pay for it
+
+    cpu = device == "cpu" or os.environ.get("ACCELERATE_USE_CPU", "").lower() in {"1", "true", "yes"}
+    return PartialState(cpu=cpu)
+
+
+class ShardedWork:
+    """The work folder of one sharded run (see the module docstring).
+
+    Creating it (on every process) discards a work folder left by a run with another ``state``, creates the
+    folder and its ``state.json`` on the main process, and waits for everyone.
+    """
+
+    def __init__(self, work: Path, state: dict, *, n_items: int, shard_size: int, processes=None, what: str):
+        self.dir, self.state, self.n_items, self.shard_size = Path(work), state, n_items, shard_size
+        self.processes = processes or SingleProcess()
+        self.what = what
+        self.n_shards = math.ceil(n_items / shard_size)
+        state_file = self.dir / "state.json"
+        if self.processes.is_main_process:
+            if self.dir.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
+                shutil.rmtree(self.dir)  # shards of other inputs must never be mixed in
+            self.dir.mkdir(parents=True, exist_ok=True)
+            if not state_file.exists():
+                atomic_write_json(state_file, state)
+        self.processes.wait_for_everyone()
+
+    def shard_path(self, k: int) -> Path:
+        return self.dir / f"shard-{k:05d}.parquet"
+
+    def bounds(self, k: int) -> tuple[int, int]:
+        """Items ``lo:hi`` of shard ``k``."""
+        return k * self.shard_size, min(self.n_items, (k + 1) * self.shard_size)
+
+    def todo(self) -> list[int]:
+        """This process's shards not yet on disk (says so when it resumes)."""
+        p = self.processes
+        mine = [k for k in range(self.n_shards) if k % p.num_processes == p.process_index]
+        todo = [k for k in mine if not self.shard_path(k).exists()]
+        if len(todo) < len(mine):
+            print(f"{self.what}: resuming, {len(mine) - len(todo)} of {len(mine)} shards already done")
+        return todo
+
+    def write(self, k: int, table: pa.Table, **parquet_options) -> None:
+        with atomic_path(self.shard_path(k)) as tmp:
+            pq.write_table(table, tmp, **parquet_options)
+
+    def shards(self) -> list[Path]:
+        """Every shard, in index order; an error if one is missing (call on the main process, after
+        everyone is done)."""
+        paths = [self.shard_path(k) for k in range(self.n_shards)]
+        missing = [s.name for s in paths if not s.exists()]
+        if missing:
+            raise RuntimeError(f"{self.dir}: cannot assemble, shards missing: {missing[:5]}")
+        return paths
