@@ -15,7 +15,8 @@ Fields carry a ``role`` where it matters to DVC (``json_schema_extra``; :func:`f
 * ``runtime``: how the work is done, not what it computes (workers, device, timeouts, a cache folder):
   tracked by no stage, so changing it re-runs nothing.
 * ``foreach``: the list a ``foreach`` stage iterates over; DVC sees it in the stage names, and adding an
-  item runs only the new stages.
+  item runs only the new stages. (The runs of an image-supervised method are not: one stage trains all of
+  them in one process, and tracks the list as a param.)
 """
 from __future__ import annotations
 
@@ -297,8 +298,8 @@ class _AslTraining(_Optimiser):
 class DualCoOpParams(_AslTraining):
     """DualCoOp (mlr_core.methods.dualcoop) on cached dense trainval features."""
 
-    runs: list[str] = _role("foreach", "<budget>_s<seed> runs (partial / full labels)")
-    zeroshot_runs: list[str] = _role("foreach", "zsl-<split>_s<seed> runs")
+    runs: list[str] = Field(description="<budget>_s<seed> runs (partial / full labels), trained in one stage")
+    zeroshot_runs: list[str] = Field(description="zsl-<split>_s<seed> runs, in the same stage")
     n_ctx: int = Field(ge=1, description="partial labels: tokens per context")
     class_specific: bool
     zeroshot_n_ctx: int = Field(ge=1, description="zero-shot: contexts of this length, shared by all classes")
@@ -321,7 +322,7 @@ class PvlrParams(_AslTraining):
     """PVLR (mlr_core.methods.pvlr) on cached (frozen) dense trainval features; the paper fine-tunes the
     image encoder."""
 
-    runs: list[str] = _role("foreach", "<budget>_s<seed> runs")
+    runs: list[str] = Field(description="<budget>_s<seed> runs, trained in one stage")
     hard_prompt: str
     n_ctx: int = Field(ge=1, description="soft prompt tokens of the context-aware prompting")
     num_heads: int = Field(ge=1)
@@ -339,8 +340,8 @@ class PvlrParams(_AslTraining):
 class CoopParams(_PromptTraining):
     """CoOp / CoOp-DPT few-shot prompts from K-shot image features (mlr_core.methods.coop)."""
 
-    variants: list[Literal["coop", "coop_dpt"]] = _role("foreach", "crossed with runs: one stage pair each")
-    runs: list[str] = _role("foreach", "shot<k>_s<seed> runs (or any budget)")
+    variants: list[Literal["coop", "coop_dpt"]] = _role("foreach", "one train/evaluate stage pair per variant")
+    runs: list[str] = Field(description="shot<k>_s<seed> runs (or any budget), all in each variant's stages")
     n_ctx: int = Field(ge=1)
     class_specific: bool
     image_temperature: float = Field(gt=0)

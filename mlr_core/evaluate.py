@@ -75,8 +75,11 @@ def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, dict]:
 
 def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.ndarray, classes: list[str], *,
                     threshold: float, top_k: list[int], metrics_path: str | Path, plots_dir: str | Path,
-                    info: dict) -> dict:
-    """Compute every metric once and write metrics JSON + plots; return the metrics dict."""
+                    plot_name: str, info: dict) -> dict:
+    """Compute every metric once and write metrics JSON + plots; return the metrics dict.
+
+    The plots go to ``{plots_dir}/ap_per_class/{plot_name}.json`` and ``{plots_dir}/pr_curve/{plot_name}.json``:
+    one folder per kind of plot, which dvc.yaml declares once (with its template) at the top level."""
     m = MultilabelMetrics(len(classes), threshold=threshold, top_k=tuple(top_k))
     m.update(scores, targets, probabilities)
     result = m.compute()
@@ -84,24 +87,24 @@ def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.n
     summary = {**info, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}}
     atomic_write_json(metrics_path, summary)
     plots_dir = Path(plots_dir)
-    atomic_write_json(plots_dir / "ap_per_class.json",
+    atomic_write_json(plots_dir / "ap_per_class" / f"{plot_name}.json",
                       [{"class": c, "AP": None if np.isnan(a) else round(a, 3)} for c, a in zip(classes, ap)])
-    atomic_write_json(plots_dir / "pr_curve.json",
+    atomic_write_json(plots_dir / "pr_curve" / f"{plot_name}.json",
                       [{k: round(v, 5) for k, v in p.items()} for p in precision_recall_curve_points(scores, targets)])
     return summary
 
 
 def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float, top_k: list[int],
                     scores_path: str | Path, metrics_path: str | Path, plots_dir: str | Path,
-                    info: dict | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+                    plot_name: str | None = None, info: dict | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """Score ``cache`` with ``scorer`` once, save the scores, write the metrics and plots.
 
     Returns (metrics, scores, targets). The metrics hold ``method`` (``name``), ``info`` and the cache's
-    :func:`provenance`."""
+    :func:`provenance`; the plots are named ``plot_name`` (default: ``name``)."""
     ids, scores, probs, targets = score_cache(cache, scorer)
     origin = provenance(cache)
     write_scores(scores_path, ids, cache.classes, scores, origin)
     summary = evaluate_scores(scores, probs, targets, cache.classes, threshold=threshold, top_k=top_k,
-                              metrics_path=metrics_path, plots_dir=plots_dir,
+                              metrics_path=metrics_path, plots_dir=plots_dir, plot_name=plot_name or name,
                               info={"method": name, **(info or {}), **origin})
     return summary, scores, targets

@@ -59,7 +59,7 @@ class ShardedWork:
     """
 
     def __init__(self, work: Path, state: dict, *, n_items: int, shard_size: int, processes=None, what: str):
-        self.dir, self.state, self.n_items, self.shard_size = Path(work), state, n_items, shard_size
+        self.dir, self.n_items, self.shard_size = Path(work), n_items, shard_size
         self.processes = processes or SingleProcess()
         self.what = what
         self.n_shards = math.ceil(n_items / shard_size)

@@ -1,6 +1,7 @@
 """One run of an image-supervised method: train on a label budget of the cached trainval features
 (:func:`train_run`, the model), then score the cached test split once (:func:`evaluate_run`, the scores for
-ensembles and the metrics). Two stages, so an evaluation-only param change retrains nothing.
+ensembles and the metrics). Two stages, so an evaluation-only param change retrains nothing; each stage runs
+all of a method's runs in one process (:func:`train_runs`, :func:`evaluate_runs`: one start, one model load).
 
 A run is ``<budget>_s<seed>`` (:mod:`mlr_core.budgets`). The validation part carved from trainval is scored
 after every epoch and logged (``val_mAP``) for the reader; the schedule is fixed and nothing is selected on
@@ -12,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mlr_core.budgets import budget_features, load_budget
-from mlr_core.runs import parse_run
 from mlr_core.cache import FeatureCache
 from mlr_core.evaluate import evaluate_method
 from mlr_core.io import atomic_write_json, read_learned_meta
 from mlr_core.methods.registry import IMAGE_SUPERVISED, build_scorer, get_method, method_module
 from mlr_core.metrics import multilabel_metrics, zero_shot_metrics
+from mlr_core.runs import parse_run
 
 METHODS = IMAGE_SUPERVISED
 
@@ -44,12 +46,31 @@ def method_params(method: str, params):
             "coop_dpt": lambda: isp.coop}[method]()
 
 
+def method_runs(method: str, params) -> list[str]:
+    """The runs params list for ``method`` (DualCoOp: its label-budget runs, then its zero-shot runs)."""
+    p = method_params(method, params)
+    return list(p.runs) + (list(p.zeroshot_runs) if method == "dualcoop" else [])
+
+
+def train_runs(method: str, clip, params, **paths) -> dict[str, dict]:
+    """:func:`train_run` for each of :func:`method_runs`, in order: run name -> its last log entry."""
+    runs = method_runs(method, params)
+    return {run: train_run(method, run, clip, params, **paths) for run in tqdm(runs, desc=f"train {method}", unit="run")}
+
+
+def evaluate_runs(method: str, clip, params, **paths) -> dict[str, dict]:
+    """:func:`evaluate_run` for each of :func:`method_runs`: run name -> its metrics."""
+    runs = method_runs(method, params)
+    return {run: evaluate_run(method, run, clip, params, **paths)
+            for run in tqdm(runs, desc=f"evaluate {method}", unit="run")}
+
+
 def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Path, trainval_path: str | Path,
               out_dir: str | Path = "data/models", plots_dir: str | Path = "plots") -> dict:
     """Train ``method`` on run ``run_name``'s label budget of the trainval cache.
 
     Writes ``{out_dir}/{method}/{run}.safetensors`` (the budget's size and the CLIP weights id in its
-    metadata) and ``{plots_dir}/{method}/{run}/train_log.json``; returns the last log entry. The test split is
+    metadata) and ``{plots_dir}/train/{method}/{run}.json``; returns the last log entry. The test split is
     not read."""
     run = parse_run(run_name)
     trainval = FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)
@@ -70,7 +91,7 @@ def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Pa
     model.save(trained_model_path(out_dir, method, run.name),
                extra={"method": method, "run": run.name, "budget": budget.name, "model_weights": clip.weights_id,
                       "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum())})
-    atomic_write_json(Path(plots_dir) / method / run.name / "train_log.json", log)
+    atomic_write_json(Path(plots_dir) / "train" / method / f"{run.name}.json", log)
     return log[-1] if log else {}
 
 
@@ -80,8 +101,8 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     """Score the test cache once with a trained run and write its scores and metrics (evaluation params only:
     changing ``evaluate.threshold`` or ``top_k`` re-runs this, not the training).
 
-    Writes ``{scores_dir}/{method}_{run}.parquet``, ``{metrics_dir}/{method}/{run}.json`` and
-    ``{plots_dir}/{method}/{run}/`` (AP per class, PR curve); a zero-shot run (``zsl-...``) adds the ZSL and
+    Writes ``{scores_dir}/{method}/{run}.parquet``, ``{metrics_dir}/{method}/{run}.json`` and the plots
+    ``{method}/{run}`` under ``plots_dir`` (AP per class, PR curve); a zero-shot run (``zsl-...``) adds the ZSL and
     GZSL metrics over its budget's unseen and seen classes."""
     run = parse_run(run_name)
     test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
@@ -96,8 +117,8 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     metrics_path = Path(metrics_dir) / method / f"{run.name}.json"
     summary, scores, targets = evaluate_method(
         test, scorer, name=method, threshold=ev.threshold, top_k=ev.top_k,
-        scores_path=Path(scores_dir) / f"{method}_{run.name}.parquet", metrics_path=metrics_path,
-        plots_dir=Path(plots_dir) / method / run.name, info=info)
+        scores_path=Path(scores_dir) / method / f"{run.name}.parquet", metrics_path=metrics_path,
+        plots_dir=plots_dir, plot_name=f"{method}/{run.name}", info=info)
     if run.kind == "zsl":
         budget = load_budget(budgets_dir, run.budget)
         seen, unseen = budget.info["seen"], budget.info["unseen"]

@@ -164,13 +164,12 @@ def stage_args(description: str, extra: Callable[[argparse.ArgumentParser], Any]
     return Stage(name, base, item, args, view)
 
 
-def image_supervised_stages(kind: str) -> dict[str, Callable]:
-    """The ``train_*`` or ``evaluate_*`` stages of the image-supervised methods, each item -> (method, run)."""
-    return {
-        f"{kind}_dualcoop": lambda p: {r: ("dualcoop", r) for r in p.image_supervised.dualcoop.runs},
-        f"{kind}_dualcoop_zsl": lambda p: {r: ("dualcoop", r) for r in p.image_supervised.dualcoop.zeroshot_runs},
-        f"{kind}_pvlr": lambda p: {r: ("pvlr", r) for r in p.image_supervised.pvlr.runs},
-        # a matrix stage: DVC names its items <variant>-<run>
-        f"{kind}_coop": lambda p: {f"{v}-{r}": (v, r) for v in p.image_supervised.coop.variants
-                                   for r in p.image_supervised.coop.runs},
-    }
+def image_supervised_stages(kind: str) -> dict[str, Callable | None]:
+    """The ``train_*`` or ``evaluate_*`` stages of the image-supervised methods: one per method (all its runs
+    in one process); CoOp's is a foreach over its variants (coop, coop_dpt), each a method of the registry."""
+    return {f"{kind}_dualcoop": None, f"{kind}_pvlr": None, f"{kind}_coop": lambda p: p.image_supervised.coop.variants}
+
+
+def image_supervised_method(stage: Stage) -> str:
+    """The registry method of an image-supervised stage: its item (coop variants) or its name's suffix."""
+    return stage.item or stage.base.split("_", 1)[1]

@@ -6,10 +6,10 @@ import sys
 from _common import stage_args
 
 from mlr_core.cache import FeatureCache, ImageReadError, write_feature_cache
-from mlr_core.shards import launched_processes
 from mlr_core.data.datasets import dataset_info, load_from_params
 from mlr_core.data.manifest import DatasetError, read_manifest_folder
 from mlr_core.models.clip import WeightsUnavailableError, load_clip
+from mlr_core.shards import launched_processes
 
 stage = stage_args(__doc__, lambda p: (
     p.add_argument("--root", help="features_synthetic: a generic-format folder (manifest.csv, classes.txt)"),

@@ -1,6 +1,6 @@
 """Stages evaluate_zsclip, evaluate_zsclip_dpt (zero-shot), evaluate_prompts@<tai, tai_dpt>,
 evaluate_datafree, evaluate_t2i_pal@<seed>: score the cached test split with one method and write its
-scores, metrics and plots (data/scores/<name>.parquet, metrics/<name>.json, plots/<name>/)."""
+scores, metrics and plots (data/scores/<name>.parquet, metrics/<name>.json, plots/ap_per_class/<name>.json, plots/pr_curve/<name>.json)."""
 import sys
 
 from _common import stage_args
@@ -29,7 +29,7 @@ try:
     scorer = build_scorer(method, clip, cache.classes, params, artifact)
     summary, _, _ = evaluate_method(cache, scorer, name=name, threshold=ev.threshold, top_k=ev.top_k,
                                     scores_path=f"data/scores/{name}.parquet", metrics_path=f"metrics/{name}.json",
-                                    plots_dir=f"plots/{name}")
+                                    plots_dir="plots")
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
 print(f"{name}: mAP {summary['mAP']:.2f}  (metrics/{name}.json)")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from _common import stage_args
 
-from mlr_core.shards import launched_processes
 from mlr_core.io import atomic_write_json
 from mlr_core.models.t2i import T2IUnavailableError
+from mlr_core.shards import launched_processes
 from mlr_core.synthesis import SynthesisConfig, balanced_subset, load_pipeline, load_prompts, synthesize
 
 stage = stage_args(__doc__, lambda p: (p.add_argument("--captions", default="data/captions/mined.parquet"),

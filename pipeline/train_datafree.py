@@ -1,5 +1,5 @@
 """Stage train_datafree: hierarchical prompts from the LLM sentences' text features
-(data/prompts/datafree.safetensors, plots/train_datafree.json)."""
+(data/prompts/datafree.safetensors, plots/train/datafree.json)."""
 import sys
 
 from _common import stage_args
@@ -28,5 +28,5 @@ try:
                          heldout_fraction=dp.heldout_fraction, seed=dp.seed)
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-atomic_write_json("plots/train_datafree.json", log)
+atomic_write_json("plots/train/datafree.json", log)
 print(f"prompts: {args.out}; last epoch {log[-1]}")

@@ -1,5 +1,5 @@
 """Stage train_prompts@<tai, tai_dpt>: TaI / TaI-DPT prompts from cached caption features
-(data/prompts/<variant>.safetensors, plots/train_<variant>.json)."""
+(data/prompts/<variant>.safetensors, plots/train/<variant>.json)."""
 import sys
 
 from _common import stage_args
@@ -23,5 +23,5 @@ try:
                         heldout_fraction=tp.heldout_fraction, seed=tp.seed)
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-atomic_write_json(f"plots/train_{variant}.json", log)
+atomic_write_json(f"plots/train/{variant}.json", log)
 print(f"prompts: data/prompts/{variant}.safetensors; last epoch {log[-1]}")

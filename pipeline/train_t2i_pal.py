@@ -1,5 +1,5 @@
 """Stage train_t2i_pal@<seed>: T2I-PAL prompts + prototype adapter from cached caption features and
-synthetic-image features, one seed (data/prompts/t2i_pal_s<seed>.safetensors, plots/train_t2i_pal_s<seed>.json)."""
+synthetic-image features, one seed (data/prompts/t2i_pal_s<seed>.safetensors, plots/train/t2i_pal_s<seed>.json)."""
 import sys
 
 from _common import stage_args
@@ -25,5 +25,5 @@ try:
                         train_on=tp.train_on, gamma=tp.gamma, margin=tp.margin, optim=optim, seed=seed)
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-atomic_write_json(f"plots/train_{name}.json", log)
+atomic_write_json(f"plots/train/{name}.json", log)
 print(f"T2I-PAL: data/prompts/{name}.safetensors; last epoch {log[-1]}")

@@ -51,3 +51,21 @@ def test_fetch_offline_fails_at_once_naming_the_command(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="not an open_clip tag of RN50"):
         fetch_checkpoint("RN50", "no-such-tag", tmp_path / "x.pt")
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_open_clip_is_imported_without_transformers_and_gets_it_back_for_hf_text_towers():
+    """mlr_core.models skips transformers (a second of every stage's start) and restores open_clip's Hugging Face
+    text-tower support on demand: in a fresh process, since this one may have imported transformers already."""
+    code = """
+import sys
+import mlr_core.models as models, open_clip
+assert "transformers" not in sys.modules and open_clip.hf_model.transformers is None
+models.require_hf_support("RN50")  # no HF tower: nothing loaded
+assert "transformers" not in sys.modules
+models.require_hf_support("mt5-base-ViT-B-32")
+import transformers
+assert open_clip.hf_model.transformers is transformers
+assert open_clip.model.HFTextEncoder.__init__.__globals__["AutoConfig"] is transformers.AutoConfig
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]

@@ -102,7 +102,7 @@ def llm_outputs(clip, tmp_path_factory):
 def _train(clip, d, out, **kw):
     args = dict(cfg=HierarchyConfig(n_shared=2, n_partial=(2, 1), n_specific=1),
                 kinds=["attribute", "fine_attribute", "relationship"],
-                optim=OptimConfig(lr=0.05, epochs=4, batch_size=32, schedule="step", milestones=(2,)),
+                optim=OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=4, batch_size=32, schedule="step", milestones=(2,)),
                 margin=1.0, scale=4.0, text_temperature=50.0, order_weight=0.2, order_temperature=0.1,
                 hand_template="a photo of a {}.", heldout_fraction=0.1, seed=0)
     args.update(kw)

@@ -192,7 +192,18 @@ def test_dvc_repro_end_to_end(project, first_run):
         # every metrics file says what produced it
         assert m["method"] == method and m["dataset"] == {"name": "tinyworld", "root": "data/tinyworld/benchmark"}
         assert m["model"]["arch"] == "tinyworld-RN" and len(m["model"]["weights_id"]) == 16
-        assert (project / "plots" / method / "pr_curve.json").exists()
+        assert (project / "plots" / "pr_curve" / f"{method}.json").exists()
+    # one stage per image-supervised method ran every run of it: each run's model, log, scores and metrics
+    for method, run_name in (("dualcoop", "partial50_s0"), ("dualcoop", "zsl-tinyworld_15_5_s0"), ("pvlr", "full_s0"),
+                             ("coop", "shot1_s0"), ("coop_dpt", "shot1_s0")):
+        for path in (f"data/models/{method}/{run_name}.safetensors", f"plots/train/{method}/{run_name}.json",
+                     f"data/scores/{method}/{run_name}.parquet", f"plots/pr_curve/{method}/{run_name}.json"):
+            assert (project / path).is_file(), path
+        m = json.loads((project / "metrics" / method / f"{run_name}.json").read_text())
+        assert m["run"] == run_name and m["method"] == method
+    for name in ("tai_dpt+dualcoop_partial50_s0", "tai_dpt+coop_dpt_shot1_s0"):
+        m = json.loads((project / "metrics" / "ensemble" / f"{name}.json").read_text())
+        assert m["base"] == "tai_dpt" and m["other"] == name.split("+")[1]
     shown = run(["dvc", "metrics", "show", "--json"], project)
     assert "zsclip_dpt.json" in shown
     assert undeclared_outputs(project) == []
@@ -231,8 +242,7 @@ def test_a_tracked_key_reruns_exactly_its_readers_and_an_untracked_one_nothing(p
         ({"evaluate": {"zeroshot": {"local_weight": 0.3}}}, {"evaluate_zsclip_dpt"}),
         # a test-time TaI-DPT param re-evaluates the prompts without retraining them (and the ensembles built on
         # TaI-DPT's saved scores, which changed)
-        ({"tai_dpt": {"local_weight": 0.3}}, {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt",
-                                              "ensemble_partial@partial50_s0", "ensemble_fewshot@shot1_s0"}),
+        ({"tai_dpt": {"local_weight": 0.3}}, {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt", "ensemble"}),
     ]
     for changes, expected in cases:
         set_params(project, changes)

@@ -89,8 +89,8 @@ def stage_method(name: str) -> str | None:
     if base == "evaluate_prompts":
         return item
     if base in ("train_coop", "evaluate_coop"):
-        return item.split("-")[0]
-    m = re.fullmatch(r"(?:train|evaluate)_(zsclip_dpt|zsclip|datafree|t2i_pal|dualcoop|pvlr)(?:_zsl)?", base)
+        return item
+    m = re.fullmatch(r"(?:train|evaluate)_(zsclip_dpt|zsclip|datafree|t2i_pal|dualcoop|pvlr)", base)
     return m.group(1) if m else None
 
 

@@ -113,7 +113,7 @@ def test_fit_cycles_a_second_source_beside_the_first():
         seen.append(batch["aux"]["i"].tolist())
         return (w * batch["x"].sum() + w * batch["aux"]["i"].float().sum()) ** 2
 
-    fit(module, {"x": torch.arange(10.0)}, loss_fn, OptimConfig(epochs=3, batch_size=4), seed=0, desc="t",
+    fit(module, {"x": torch.arange(10.0)}, loss_fn, OptimConfig("sgd", lr=2e-3, weight_decay=5e-4, epochs=3, batch_size=4), seed=0, desc="t",
         aux={"i": torch.arange(5)})
     assert len(seen) == 9 and all(len(b) in (4, 1) for b in seen)
     flat = [i for b in seen for i in b]
@@ -124,7 +124,7 @@ def test_fit_cycles_a_second_source_beside_the_first():
 def test_tiny_training_run_saves_loads_and_scores(clip, caches, tmp_path, train_on, adapter):
     captions, images = caches
     cfg = PalConfig(n_ctx=4, adapter=adapter)
-    optim = OptimConfig(optimizer="sgd", lr=0.05, epochs=5, batch_size=8)
+    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=5, batch_size=8)
     kw = {"cfg": cfg, "train_on": train_on, "gamma": 0.2, "margin": 1.0, "optim": optim, "seed": 3}
     log = train_t2i_pal(clip, captions, images, tmp_path / "p.safetensors", **kw)
     assert len(log) == 5 and log[-1]["train_loss"] < log[0]["train_loss"]

@@ -27,7 +27,7 @@ def caption_cache(clip, tmp_path_factory):
 
 @pytest.mark.parametrize("variant", ["tai", "tai_dpt"])
 def test_training_lowers_the_loss_and_round_trips(clip, caption_cache, tmp_path, variant):
-    optim = OptimConfig(optimizer="sgd", lr=0.05, epochs=6, batch_size=32)
+    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=6, batch_size=32)
     log = train_tai_dpt(clip, caption_cache, tmp_path / "p.safetensors", variant=variant, n_ctx=4,
                         class_specific=False, init=None, optim=optim, margin=1.0, scale=4.0, text_temperature=50.0,
                         heldout_fraction=0.1, seed=0)
@@ -63,7 +63,7 @@ def test_an_artifact_is_never_scored_with_another_model(clip, caption_cache, tmp
     from mlr_core.methods.registry import build_scorer
 
     root = Path(__file__).resolve().parents[1]
-    optim = OptimConfig(optimizer="sgd", lr=0.05, epochs=1, batch_size=32)
+    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=1, batch_size=32)
     train_tai_dpt(clip, caption_cache, tmp_path / "p.safetensors", variant="tai_dpt", n_ctx=4, class_specific=False,
                   init=None, optim=optim, margin=1.0, scale=4.0, text_temperature=50.0, heldout_fraction=0.0, seed=0)
     params = load_params(root / "params.yaml")

@@ -82,10 +82,8 @@ def dataset_classes(name: str, root: str | Path, *, classes: str) -> list[str]:
     root = Path(root)
     if name in ("tinyworld", "manifest"):
         return read_classes(root / classes)
-    if name == "voc2007":
-        return list(VOC_CLASSES)
-    if name == "coco2014":
-        return list(COCO_CLASSES)
+    if name in ("voc2007", "coco2014"):
+        return list(builtin_classes(name))
     if name == "nuswide":
         return read_classes(root / "Concepts81.txt")
     raise ValueError(f"dataset.name: unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")

@@ -48,7 +48,7 @@ def ensemble(base_path: str | Path, other_path: str | Path, weight: float) -> tu
 
 def evaluate_ensemble(base_path: str | Path, other_path: str | Path, weight: float, test_cache: str | Path, *,
                       threshold: float, top_k: list[int], metrics_path: str | Path, plots_dir: str | Path,
-                      scores_path: str | Path | None = None, info: dict | None = None) -> dict:
+                      plot_name: str, scores_path: str | Path | None = None, info: dict | None = None) -> dict:
     """Mix, then evaluate against the test cache's labels with the shared metrics (and save the mixed scores)."""
     from mlr_core.cache import FeatureCache
     from mlr_core.evaluate import evaluate_scores, provenance, write_scores
@@ -70,6 +70,6 @@ def evaluate_ensemble(base_path: str | Path, other_path: str | Path, weight: flo
     if scores_path is not None:
         write_scores(scores_path, ids, classes, mixed, origin)
     return evaluate_scores(mixed, mixed, targets, classes, threshold=threshold, top_k=top_k,
-                           metrics_path=metrics_path, plots_dir=plots_dir,
+                           metrics_path=metrics_path, plots_dir=plots_dir, plot_name=plot_name,
                            info={"method": "ensemble", "base": Path(base_path).stem, "other": Path(other_path).stem,
                                  "weight": weight, **(info or {}), **origin})

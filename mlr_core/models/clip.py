@@ -25,6 +25,7 @@ import open_clip
 import torch
 
 from mlr_core.io import file_sha256
+from mlr_core.models import require_hf_support
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -117,6 +118,7 @@ def load_clip(arch: str, pretrained: str | None, device: str = "auto", precision
                 f"(tags: {', '.join(tags) if tags else 'none'})")
         weights_id = f"sha256:{file_sha256(path)}"
     dev = resolve_device(device)
+    require_hf_support(arch)
     model, _, preprocess = open_clip.create_model_and_transforms(
         arch, pretrained=pretrained, precision=precision, device=dev,
         **({"force_image_size": image_size} if image_size else {}))
@@ -146,6 +148,7 @@ def write_random_checkpoint(arch: str, out: str | Path, seed: int = 0) -> Path:
     if arch not in open_clip.list_models():
         raise ValueError(_unknown_arch(arch))
     torch.manual_seed(seed)
+    require_hf_support(arch)
     model = open_clip.create_model(arch, pretrained=None)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out) as tmp:

@@ -71,7 +71,6 @@ NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
 RULES = ("pos", "pos_compound", "head_strict", "head")
 DEFAULT_RULE = "head"
 
-#: NUS-WIDE's Concepts81.txt order (the class order of its label files).
 _PHRASE_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*(?: [a-z0-9]+(?:[-'][a-z0-9]+)*)*")
 _PIECE_RE = re.compile(r"[a-z0-9]+")
 _ALNUM_RE = re.compile(r"[^\W_]")
