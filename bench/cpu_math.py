@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from mlr_core.io import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "results" / "cpu_math.json"
 
@@ -69,8 +71,7 @@ def main() -> None:
               "speed_ratio_pinned_over_native": {a: round(runs["avx2/2"][a]["items_per_s"] /
                                                           runs["native/2"][a]["items_per_s"], 3)
                                                  for a in ("tinyworld-RN", "RN50")}}
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(OUT, result)
     print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=2))
 
 

@@ -32,6 +32,7 @@ from PIL import Image
 from mlr_core.cache import merge_shards, write_feature_cache
 from mlr_core.data.manifest import read_manifest
 from mlr_core.data.tinyworld import write_tinyworld
+from mlr_core.io import atomic_write_json
 from mlr_core.models.clip import load_clip
 
 RESULTS = Path(__file__).parent / "results" / "feature_cache.json"
@@ -124,8 +125,7 @@ def main() -> None:
         result["reader"] = reader_memory(tmp, 300 if args.quick else 2800)
         print(json.dumps(result["reader"]))
     if not args.quick:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(RESULTS, result)
         print(f"wrote {RESULTS}")
 
 

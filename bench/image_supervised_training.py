@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from mlr_core.data.tinyworld import CLASSES
+from mlr_core.io import atomic_write_json
 from mlr_core.methods.dualcoop import DualCoOp, DualCoOpConfig
 from mlr_core.methods.pvlr import PVLR, PvlrConfig
 from mlr_core.models.clip import load_clip
@@ -30,7 +31,8 @@ RESULTS = Path(__file__).parent / "results" / "image_supervised_training.json"
 
 
 def steps_per_second(loss_fn, params, batches, encode=None) -> float:
-    opt = make_optimizer(params, OptimConfig(optimizer="adamw", lr=1e-4, weight_decay=0.0, epochs=1, batch_size=1)  # the optimiser only)
+    # only the optimiser is used: epochs and batch size do not matter here
+    opt = make_optimizer(params, OptimConfig(optimizer="adamw", lr=1e-4, weight_decay=0.0, epochs=1, batch_size=1))
     for i, (x, y) in enumerate(batches):
         if i == 1:  # the first step warms up allocators and kernels: not timed
             t = time.perf_counter()
@@ -88,8 +90,7 @@ def main() -> None:
         result[f"{name}_speedup"] = round(result[f"{name}_cached_images_per_second"]
                                           / result[f"{name}_recompute_images_per_second"], 2)
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(RESULTS, result)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from mlr_core.data.tinyworld import CLASSES
+from mlr_core.io import atomic_write_json
 from mlr_core.text.llm import ChatRequest, SamplingConfig, TransformersBackend, request_seed
 from mlr_core.text.llm_text import load_questions
 
@@ -60,8 +61,7 @@ def main() -> None:
         "speedup": round((tok_b / dt_b) / (tok_s / dt_s), 2),
         "same_replies": sum(a == b for a, b in zip(batched, single)),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(RESULTS, result)
     print(json.dumps(result, indent=2))
 
 

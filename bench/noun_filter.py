@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import mlr_core.data.tinyworld as tw
+from mlr_core.io import atomic_write_json
 from mlr_core.text.noun_filter import NounFilter, SynonymTable, reference_labels
 
 RESULTS = Path(__file__).parent / "results" / "noun_filter.json"
@@ -244,8 +245,7 @@ def main() -> None:
     result = run(args.n, args.seed, args.check_slow)
     print(json.dumps(result, indent=2))
     if not args.no_write:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        atomic_write_json(RESULTS, result)
         print(f"wrote {RESULTS}")
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import yaml
 
+from mlr_core.io import atomic_write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -66,8 +68,7 @@ def main() -> None:
     result = {"project": str(project.relative_to(ROOT)) if project.is_relative_to(ROOT) else project.name,
               "stages_run": len(stages), "stages_per_script": dict(sorted(scripts.items())),
               "start_s_per_script": per_script, "fixed_cost_s": round(total, 1), "repeats": args.repeats}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(args.out, result)
     print(json.dumps(result, indent=2))
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from mlr_core.io import atomic_write_json
 from mlr_core.synthesis import SynthesisConfig, load_pipeline, load_prompts, synthesize
 
 RESULTS = Path(__file__).parent / "results" / "synthesis.json"
@@ -74,8 +75,7 @@ def main() -> None:
               "bare_loop_seconds": [round(s, 2) for s in bare], "stage_seconds": [round(s, 2) for s in staged],
               "bare_loop_images_per_second": round(bare_ips, 3), "stage_images_per_second": round(stage_ips, 3),
               "ratio": round(stage_ips / bare_ips, 3)}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(RESULTS, result)
     print(json.dumps(result, indent=2))
 
 

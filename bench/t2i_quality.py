@@ -34,6 +34,7 @@ from PIL import Image
 from mlr_core.config import load_params
 from mlr_core.data.datasets import load_from_params
 from mlr_core.data.tinyworld import CLASSES, caption_with_classes, sample_scene, sample_scenes
+from mlr_core.io import atomic_write_json
 from mlr_core.methods.zsclip import zero_shot_scorer
 from mlr_core.metrics import multilabel_metrics
 from mlr_core.models.clip import load_clip
@@ -161,8 +162,7 @@ def main() -> None:
         "cpu": {"threads": torch.get_num_threads(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")},
     }
     print(json.dumps(result, indent=2))
-    Path(args.out).parent.mkdir(exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(Path(args.out), result)
 
 
 if __name__ == "__main__":

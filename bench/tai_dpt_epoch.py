@@ -21,6 +21,7 @@ import torch
 
 from mlr_core.cache import write_text_feature_cache
 from mlr_core.data.tinyworld import CLASSES, caption_scene, sample_scene
+from mlr_core.io import atomic_write_json
 from mlr_core.methods.tai_dpt import DoubleGrainedPrompts, PromptConfig, load_caption_features
 from mlr_core.models.clip import load_clip
 from mlr_core.models.features import encode_text_features
@@ -80,8 +81,7 @@ def main() -> None:
         print(name, result[f"{name}_epoch_seconds"], "s")
     result["speedup"] = round(result["reencode_epoch_seconds"] / result["cached_epoch_seconds"], 2)
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(RESULTS, result)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from mlr_core.cache import FeatureCache, write_feature_cache
 from mlr_core.config import load_params
 from mlr_core.data.datasets import load_from_params
 from mlr_core.data.tinyworld import CLASSES, sample_scene
-from mlr_core.metrics import multilabel_metrics
+from mlr_core.io import atomic_write_json
 from mlr_core.methods.zsclip import zero_shot_scorer
+from mlr_core.metrics import multilabel_metrics
 from mlr_core.models.clip import load_clip
 from mlr_core.models.features import encode_image_features
 from mlr_core.models.pretrain import render_batch
@@ -106,8 +107,7 @@ def main() -> None:
     result["linear_probe_train_scenes"] = PROBE_SCENES
     result["bars"] = {"zero_shot_mAP": [45, 80], "linear_probe_mAP": ">= 85"}
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write_json(RESULTS, result)
 
 
 if __name__ == "__main__":

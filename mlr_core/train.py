@@ -18,11 +18,14 @@ from tqdm import tqdm
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "sgd"  # sgd (momentum 0.9) | adamw
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    epochs: int = 20
-    batch_size: int = 512
+    """The optimiser and schedule of one training run. The first five come from the method's params section
+    (:meth:`from_section`); the schedule's shape is the method's own (cosine unless its paper says otherwise)."""
+
+    optimizer: str  # sgd (momentum 0.9) | adamw
+    lr: float
+    weight_decay: float
+    epochs: int
+    batch_size: int
     warmup_epochs: int = 0
     schedule: str = "cosine"  # cosine | constant | step (x step_gamma at each epoch in milestones)
     milestones: tuple[int, ...] = ()
@@ -44,16 +47,33 @@ def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
 
 
+def warmup_cosine(step: int, warmup: int, total: int, peak: float = 1.0) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay from ``peak`` to 0 at ``total``:
+
+    lr(s) = peak * (s + 1) / warmup  for s < warmup,  else  peak / 2 * (1 + cos(pi * (s - warmup) / (total - warmup)))
+
+    The one cosine schedule of the project: :func:`lr_factor` (every method) and the text-to-image pretraining
+    (``mlr_core.models.t2i_pretrain``, per warm-restart cycle). (``mlr_core.models.pretrain`` keeps its own
+    expression: it rounds differently in the last bit, and it is what the shipped CLIP checkpoint was trained with.)
+
+    Example:
+        >>> [round(warmup_cosine(s, warmup=2, total=6), 3) for s in range(6)]
+        [0.5, 1.0, 1.0, 0.854, 0.5, 0.146]
+    """
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
 def lr_factor(step: int, total: int, warmup: int, schedule: str, *, steps_per_epoch: int = 1,
               milestones: tuple[int, ...] = (), step_gamma: float = 0.1) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
+    """The multiplier of the base learning rate at ``step`` of ``total``: warm-up, then ``schedule``."""
+    if step >= warmup and schedule == "constant":
         return 1.0
-    if schedule == "step":  # e.g. milestones (2, 5): lr x 0.1 from epoch 3 on, x 0.01 from epoch 6 on
+    if step >= warmup and schedule == "step":  # e.g. milestones (2, 5): x 0.1 from epoch 3 on, x 0.01 from 6 on
         epochs_done = step // steps_per_epoch
         return step_gamma ** sum(epochs_done >= m for m in milestones)
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    return warmup_cosine(step, warmup, total)
 
 
 def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Callable[[dict], torch.Tensor],

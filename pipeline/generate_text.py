@@ -13,8 +13,7 @@ from mlr_core.text.mining import load_synonyms
 stage = stage_args(__doc__, lambda p: (p.add_argument("--out-dir", default="data/llm"),
                                        p.add_argument("--summary", default="metrics/llm_text.json")),
                    stages={"llm_text": None})
-args, params = stage.args, stage.params
-lp, ds = params.llm, params.dataset
+args, lp, ds = stage.args, stage.params.llm, stage.params.dataset
 try:
     questions = load_questions(lp.questions)  # bad templates fail before the model loads
     classes = dataset_classes(ds.name, ds.root, classes=ds.classes)

@@ -11,5 +11,5 @@ stage = stage_args(__doc__, lambda p: (p.add_argument("--out", default="models/t
                    stages={"pretrain_t2i": None})
 args, tw, tp = stage.args, stage.params.tinyworld, stage.params.t2i_pretrain
 scenes = sample_scenes(tp.n_scenes, tw.seed, "pretrain", tw.min_objects, tw.max_objects)
-summary = pretrain_t2i(scenes, args.out, args.log, args.grid, **tp.model_dump())
+summary = pretrain_t2i(scenes, args.out, args.log, args.grid, tp)
 print(f"pipeline: {args.out}; held-out CLIP zero-shot mAP synthetic/real {summary['heldout_zero_shot_mAP']}")

@@ -13,7 +13,8 @@ import pytest
 import mlr_core.data.tinyworld as tw
 from mlr_core.text import nltk_data
 from mlr_core.data.datasets import builtin_classes
-from mlr_core.text.noun_filter import NounFilter, SynonymTable, _NLTK, reference_labels
+from mlr_core.text.noun_filter import NounFilter, SynonymTable, reference_labels
+from mlr_core.text.tagging import NltkTools
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -346,7 +347,7 @@ def test_missing_resource_gives_one_clear_message(tmp_path, monkeypatch, nltk_re
     assert "wordnet" in msg and "punkt_tab" not in msg and "averaged_perceptron_tagger_eng" not in msg
     assert "python -m mlr_core.text.nltk_data" in msg
     # the filter itself asks for it the same way before touching NLTK
-    monkeypatch.setattr(_NLTK, "_instance", None)
+    monkeypatch.setattr(NltkTools, "_instance", None)
     with pytest.raises(RuntimeError, match=r"NLTK data missing: wordnet .*python -m mlr_core\.text\.nltk_data"):
         NounFilter(SynonymTable.load("tinyworld"))
 
@@ -354,7 +355,7 @@ def test_missing_resource_gives_one_clear_message(tmp_path, monkeypatch, nltk_re
 # ------------------------------------------------------------------------------------------- tables
 def test_synonym_tables_load_in_dataset_order():
     sizes = {"tinyworld": 20, "voc2007": 20, "coco2014": 80, "nuswide": 81}
-    nl = _NLTK.get()
+    nl = NltkTools.get()
     for dataset, n in sizes.items():
         table = SynonymTable.load(dataset)
         assert table.classes == builtin_classes(dataset) and len(table) == n
@@ -461,7 +462,7 @@ def test_label_many_shape_and_dtype(coco):
 
 # --------------------------------------------------------------- fast path = slow path; accuracy
 def test_fast_path_equals_slow_path(tiny, coco):
-    nl = _NLTK.get()
+    nl = NltkTools.get()
     for (table, f), sentences in ((tiny, [s for s, _ in tinyworld_labelled(400, seed=1)]),
                                   (coco, [s for s, _ in COCO_LABELLED])):
         fresh = NounFilter(table)  # cold caches

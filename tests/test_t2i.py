@@ -3,6 +3,7 @@ round-trip through DiffusionPipeline.from_pretrained, training resumes from its 
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import open_clip
@@ -108,7 +109,7 @@ def test_lr_schedule_warm_restarts():
 def test_training_resumes_from_checkpoint(tmp_path, monkeypatch):
     scenes = _scenes(tmp_path)
     a, b = tmp_path / "a", tmp_path / "b"
-    summary = t2i_pretrain.pretrain_t2i(scenes, a / "t2i", a / "m.json", a / "grid.png", **_TINY)
+    summary = t2i_pretrain.pretrain_t2i(scenes, a / "t2i", a / "m.json", a / "grid.png", SimpleNamespace(**_TINY))
     assert summary["unet_steps"] == 4 and summary["unet_restarts"] == [2]
     assert (a / "grid.png").is_file() and not (a / "t2i.partial").exists()
 
@@ -121,10 +122,10 @@ def test_training_resumes_from_checkpoint(tmp_path, monkeypatch):
 
     monkeypatch.setattr(t2i_pretrain, "_save_ckpt", killed_after_unet_step_2)
     with pytest.raises(KeyboardInterrupt):
-        t2i_pretrain.pretrain_t2i(scenes, b / "t2i", b / "m.json", b / "grid.png", **_TINY)
+        t2i_pretrain.pretrain_t2i(scenes, b / "t2i", b / "m.json", b / "grid.png", SimpleNamespace(**_TINY))
     assert (b / "t2i.partial" / "unet.pt").is_file() and not (b / "t2i").exists()
     monkeypatch.setattr(t2i_pretrain, "_save_ckpt", save)
-    resumed = t2i_pretrain.pretrain_t2i(scenes, b / "t2i", b / "m.json", b / "grid.png", **_TINY)
+    resumed = t2i_pretrain.pretrain_t2i(scenes, b / "t2i", b / "m.json", b / "grid.png", SimpleNamespace(**_TINY))
     assert [c.get("eps_mse") for c in resumed["curve"]] == [c.get("eps_mse") for c in summary["curve"]]
     for part in ("unet/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
         wa, wb = load_file(str(a / "t2i" / part)), load_file(str(b / "t2i" / part))

@@ -238,38 +238,27 @@ def _text_tower(model: nn.Module) -> _TextTower:
     text = getattr(model, "text", None)
     if text is None and hasattr(model, "token_embedding") and hasattr(model, "transformer"):
         # open_clip CLIP: the text tower's modules live directly on the model
-        return _TextTower(
-            token_embedding=model.token_embedding,
-            positional_embedding=model.positional_embedding,
-            transformer=model.transformer,
-            ln_final=model.ln_final,
-            text_projection=model.text_projection,
-            pool_type=getattr(model, "text_pool_type", "argmax"),
-            eos_id=getattr(model, "text_eos_id", None),
-            pad_id=0,  # CLIP does not keep the cfg's pad_id; 0 is what open_clip's tokenizers pad with
-            attn_mask=model.attn_mask,
-            pad_mask_fn=None,
-        )
+        return _TextTower(**_tower_modules(model), pool_type=getattr(model, "text_pool_type", "argmax"),
+                          eos_id=getattr(model, "text_eos_id", None),
+                          pad_id=0,  # CLIP does not keep the cfg's pad_id; 0 is what open_clip's tokenizers pad with
+                          attn_mask=model.attn_mask, pad_mask_fn=None)
     if isinstance(model, TextTransformer):
         text = model
     if isinstance(text, TextTransformer):
         if text.cls_emb is not None:
             raise NotImplementedError("text towers with an appended CLS embedding (CoCa) are not supported")
-        return _TextTower(
-            token_embedding=text.token_embedding,
-            positional_embedding=text.positional_embedding,
-            transformer=text.transformer,
-            ln_final=text.ln_final,
-            text_projection=text.text_projection,
-            pool_type=text.pool_type,
-            eos_id=getattr(text, "eos_id", None),
-            pad_id=text.pad_id,
-            attn_mask=text.attn_mask,
-            pad_mask_fn=text._build_additive_mask if text.use_pad_mask else None,
-        )
+        return _TextTower(**_tower_modules(text), pool_type=text.pool_type, eos_id=getattr(text, "eos_id", None),
+                          pad_id=text.pad_id, attn_mask=text.attn_mask,
+                          pad_mask_fn=text._build_additive_mask if text.use_pad_mask else None)
     raise NotImplementedError(
         f"token-level text features need an open_clip TextTransformer text tower, got {type(text or model).__name__}"
     )
+
+
+def _tower_modules(owner: nn.Module) -> dict:
+    """The modules every open_clip text tower has under the same names, on whichever object holds them."""
+    names = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
+    return {name: getattr(owner, name) for name in names}
 
 
 def _project_text(tower: _TextTower, x: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,7 @@ from mlr_core.io import atomic_dir, atomic_path, atomic_write_json
 from mlr_core.models.pretrain import render_batch, zero_shot_map
 from mlr_core.models.t2i import (assemble_pipeline, build_clip_tokenizer, build_scheduler, build_unet, build_vae,
                                  convert_open_clip_text, load_open_clip_state, load_t2i, save_pipeline)
+from mlr_core.train import warmup_cosine
 
 _EVAL_STREAM = 6  # a seed stream no tinyworld part (1-4) nor the CLIP pretraining eval (5) uses
 
@@ -45,10 +46,7 @@ def _lr_at(step: int, lr: float, warmup: int, total: int, restarts: tuple[int, .
     (warm-up + cosine ending at the next restart or at ``total``): SGDR-style warm restarts."""
     cycle_start = max([0] + [r for r in restarts if r <= step])
     cycle_end = min([r for r in restarts if r > step] + [total])
-    step, total = step - cycle_start, cycle_end - cycle_start
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    return 0.5 * lr * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+    return warmup_cosine(step - cycle_start, warmup, cycle_end - cycle_start, peak=lr)
 
 
 def train_vae(vae, images_u8: torch.Tensor, *, steps: int, batch_size: int, lr: float, kl_weight: float,
@@ -248,33 +246,30 @@ def synthesize(pipe, captions: list[str], *, steps: int, guidance_scale: float, 
     return out
 
 
-def pretrain_t2i(scenes: list[Scene], out_dir: str | Path, log_path: str | Path, grid_path: str | Path, *,
-                 arch: str, clip_checkpoint: str, seed: int, image_size: int, n_scenes: int,
-                 vae_channels: list[int], vae_norm_groups: int, latent_channels: int, vae_steps: int,
-                 vae_batch_size: int, vae_lr: float, kl_weight: float, decoder_steps: int, decoder_batch_size: int,
-                 decoder_lr: float, unet_channels: list[int],
-                 unet_cross_attn: list[bool], unet_layers_per_block: int, unet_head_dim: int, unet_norm_groups: int,
-                 steps: int, unet_restarts: list[int], batch_size: int, lr: float, warmup_steps: int,
-                 weight_decay: float, ema_decay: float, cond_drop_prob: float, snr_gamma: float,
-                 partial_caption_prob: float, bf16: bool,
-                 ckpt_every: int, sample_steps: int, guidance_scale: float, scheduler: str, n_eval: int,
-                 n_grid: int) -> dict:
+def pretrain_t2i(scenes: list[Scene], out_dir: str | Path, log_path: str | Path, grid_path: str | Path,
+                 cfg) -> dict:
+    """Train the tinyworld text-to-image model (VAE, decoder fine-tune, UNet) and save it as a
+    StableDiffusionPipeline folder at ``out_dir``; ``cfg``: the ``t2i_pretrain`` params section
+    (:class:`mlr_core.config.T2IPretrainParams`, or anything with its fields). Resumes from the checkpoints in
+    ``<out_dir>.partial``; writes the training log and held-out figures to ``log_path``, a sample grid to
+    ``grid_path``, and returns that summary."""
     out_dir = Path(out_dir)
     work = out_dir.with_name(out_dir.name + ".partial")  # checkpoints; gitignored; removed on success
     work.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
+    torch.manual_seed(cfg.seed)
     t_start = time.time()
-    scenes = list(scenes)[:n_scenes]
+    scenes = list(scenes)[:cfg.n_scenes]
 
     tokenizer = build_clip_tokenizer(work / "tokenizer_src")
-    text_encoder = convert_open_clip_text(load_open_clip_state(arch, clip_checkpoint), arch)
+    text_encoder = convert_open_clip_text(load_open_clip_state(cfg.arch, cfg.clip_checkpoint), cfg.arch)
     if tokenizer.model_max_length != text_encoder.config.max_position_embeddings:
         tokenizer = build_clip_tokenizer(work / "tokenizer_src", text_encoder.config.max_position_embeddings)
 
-    down = len(vae_channels) - 1
-    latent_size = image_size // 2 ** down
-    vae = build_vae(channels=tuple(vae_channels), latent_channels=latent_channels, norm_groups=vae_norm_groups,
-                    sample_size=image_size)
+    down = len(cfg.vae_channels) - 1
+    latent_size = cfg.image_size // 2 ** down
+    vae = build_vae(channels=tuple(cfg.vae_channels), latent_channels=cfg.latent_channels,
+                    norm_groups=cfg.vae_norm_groups,
+                    sample_size=cfg.image_size)
     log: list = []
     images = None
     lat_path = work / "latents.pt"
@@ -284,10 +279,11 @@ def pretrain_t2i(scenes: list[Scene], out_dir: str | Path, log_path: str | Path,
         latents, scaling, log = st["latents"], st["scaling_factor"], st["log"]
         vae.eval().requires_grad_(False)
     else:
-        images = render_batch(scenes, image_size, "t2i: render pretrain scenes")
-        train_vae(vae, images, steps=vae_steps, batch_size=vae_batch_size, lr=vae_lr, kl_weight=kl_weight,
-                  bf16=bf16, rng=np.random.default_rng([seed, 200]), ckpt=work / "vae.pt",
-                  ckpt_every=ckpt_every, log=log)
+        images = render_batch(scenes, cfg.image_size, "t2i: render pretrain scenes")
+        train_vae(vae, images, steps=cfg.vae_steps, batch_size=cfg.vae_batch_size, lr=cfg.vae_lr,
+                  kl_weight=cfg.kl_weight,
+                  bf16=cfg.bf16, rng=np.random.default_rng([cfg.seed, 200]), ckpt=work / "vae.pt",
+                  ckpt_every=cfg.ckpt_every, log=log)
         raw = encode_latents(vae, images)
         scaling = float(1.0 / raw.std())
         latents = raw * scaling
@@ -298,64 +294,68 @@ def pretrain_t2i(scenes: list[Scene], out_dir: str | Path, log_path: str | Path,
         tqdm.write(json.dumps(log[-1]))
         _save_ckpt(lat_path, {"vae": vae.state_dict(), "latents": latents, "scaling_factor": scaling, "log": log})
     vae.register_to_config(scaling_factor=scaling)
-    if decoder_steps:
+    if cfg.decoder_steps:
         dec = work / "decoder.pt"
-        if images is None and not (dec.is_file() and torch.load(dec, weights_only=False)["step"] >= decoder_steps):
-            images = render_batch(scenes, image_size, "t2i: render pretrain scenes")
-        finetune_decoder(vae, latents, images, steps=decoder_steps, batch_size=decoder_batch_size, lr=decoder_lr,
-                         bf16=bf16, rng=np.random.default_rng([seed, 250]), ckpt=dec, ckpt_every=ckpt_every, log=log)
+        if images is None and not (dec.is_file() and torch.load(dec, weights_only=False)["step"] >= cfg.decoder_steps):
+            images = render_batch(scenes, cfg.image_size, "t2i: render pretrain scenes")
+        finetune_decoder(vae, latents, images, steps=cfg.decoder_steps, batch_size=cfg.decoder_batch_size,
+                         lr=cfg.decoder_lr, bf16=cfg.bf16, rng=np.random.default_rng([cfg.seed, 250]), ckpt=dec,
+                         ckpt_every=cfg.ckpt_every, log=log)
     del images
     t_vae = time.time()
 
-    unet = build_unet(sample_size=latent_size, latent_channels=latent_channels, channels=tuple(unet_channels),
-                      cross_attn=tuple(unet_cross_attn), layers_per_block=unet_layers_per_block,
-                      cross_attention_dim=text_encoder.config.hidden_size, head_dim=unet_head_dim,
-                      norm_groups=unet_norm_groups)
-    ema = train_unet(unet, latents, scenes, text_encoder, tokenizer, steps=steps, batch_size=batch_size, lr=lr,
-                     warmup_steps=warmup_steps, weight_decay=weight_decay, ema_decay=ema_decay,
-                     cond_drop_prob=cond_drop_prob, snr_gamma=snr_gamma, partial_caption_prob=partial_caption_prob,
-                     bf16=bf16, rng=np.random.default_rng([seed, 300]), ckpt=work / "unet.pt",
-                     ckpt_every=ckpt_every, log=log, restarts=tuple(unet_restarts))
+    unet = build_unet(sample_size=latent_size, latent_channels=cfg.latent_channels, channels=tuple(cfg.unet_channels),
+                      cross_attn=tuple(cfg.unet_cross_attn), layers_per_block=cfg.unet_layers_per_block,
+                      cross_attention_dim=text_encoder.config.hidden_size, head_dim=cfg.unet_head_dim,
+                      norm_groups=cfg.unet_norm_groups)
+    ema = train_unet(unet, latents, scenes, text_encoder, tokenizer, steps=cfg.steps, batch_size=cfg.batch_size,
+                     lr=cfg.lr,
+                     warmup_steps=cfg.warmup_steps, weight_decay=cfg.weight_decay, ema_decay=cfg.ema_decay,
+                     cond_drop_prob=cfg.cond_drop_prob, snr_gamma=cfg.snr_gamma,
+                     partial_caption_prob=cfg.partial_caption_prob,
+                     bf16=cfg.bf16, rng=np.random.default_rng([cfg.seed, 300]), ckpt=work / "unet.pt",
+                     ckpt_every=cfg.ckpt_every, log=log, restarts=tuple(cfg.unet_restarts))
     train_minutes = (time.time() - t_start) / 60
 
-    pipe = assemble_pipeline(tokenizer, text_encoder, vae, ema, build_scheduler(scheduler))
+    pipe = assemble_pipeline(tokenizer, text_encoder, vae, ema, build_scheduler(cfg.scheduler))
     with atomic_dir(out_dir) as tmp:
         save_pipeline(pipe, tmp, fp16=True)
     size_mb = sum(f.stat().st_size for f in out_dir.rglob("*") if f.is_file()) / 1e6
 
     # Figures from the shipped folder itself (round trip), on held-out scenes of a separate stream.
     pipe = load_t2i(out_dir, device="cpu", dtype="fp32")
-    ev_scenes, ev_rng = heldout_scenes(seed, n_eval)
+    ev_scenes, ev_rng = heldout_scenes(cfg.seed, cfg.n_eval)
     captions = [caption_scene(s, ev_rng) for s in ev_scenes]
     t0 = time.time()
-    imgs = synthesize(pipe, captions, steps=sample_steps, guidance_scale=guidance_scale, seed=seed, desc="t2i: held-out samples")
+    imgs = synthesize(pipe, captions, steps=cfg.sample_steps, guidance_scale=cfg.guidance_scale, seed=cfg.seed,
+                      desc="t2i: held-out samples")
     ips = len(imgs) / (time.time() - t0)
-    sample_grid(imgs[:n_grid], captions[:n_grid], grid_path)
+    sample_grid(imgs[:cfg.n_grid], captions[:cfg.n_grid], grid_path)
     import open_clip
 
-    clip = open_clip.create_model(arch, pretrained=clip_checkpoint).eval()
+    clip = open_clip.create_model(cfg.arch, pretrained=cfg.clip_checkpoint).eval()
     clip_size = clip.visual.image_size if isinstance(clip.visual.image_size, int) else clip.visual.image_size[0]
     mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
     synth = torch.stack([torch.from_numpy(np.array(im.convert("RGB").resize((clip_size, clip_size)))).permute(2, 0, 1) for im in imgs])
     real = render_batch(ev_scenes, clip_size, "t2i: render held-out scenes")
-    targets = np.zeros((n_eval, len(CLASSES)), dtype=np.int64)
+    targets = np.zeros((cfg.n_eval, len(CLASSES)), dtype=np.int64)
     for i, s in enumerate(ev_scenes):
         targets[i, s.labels] = 1
-    tok = open_clip.get_tokenizer(arch)
+    tok = open_clip.get_tokenizer(cfg.arch)
     zs_synth = zero_shot_map(clip, tok, synth, targets, mean, std)
     zs_real = zero_shot_map(clip, tok, real, targets, mean, std)
     summary = {
-        "arch": arch, "image_size": image_size, "latent": [latent_channels, latent_size, latent_size],
+        "arch": cfg.arch, "image_size": cfg.image_size, "latent": [cfg.latent_channels, latent_size, latent_size],
         "params_millions": {"vae": round(sum(p.numel() for p in vae.parameters()) / 1e6, 3),
                             "unet": round(sum(p.numel() for p in ema.parameters()) / 1e6, 3),
                             "text_encoder": round(sum(p.numel() for p in text_encoder.parameters()) / 1e6, 3)},
-        "vae_steps": vae_steps, "decoder_steps": decoder_steps, "unet_steps": steps,
-        "unet_restarts": list(unet_restarts), "folder_mb": round(size_mb, 2),
-        "sampling": {"steps": sample_steps, "guidance_scale": guidance_scale, "scheduler": scheduler,
+        "vae_steps": cfg.vae_steps, "decoder_steps": cfg.decoder_steps, "unet_steps": cfg.steps,
+        "unet_restarts": list(cfg.unet_restarts), "folder_mb": round(size_mb, 2),
+        "sampling": {"steps": cfg.sample_steps, "guidance_scale": cfg.guidance_scale, "scheduler": cfg.scheduler,
                      "batch_size": 50},
         "heldout_zero_shot_mAP": {"synthetic": round(zs_synth, 2), "real": round(zs_real, 2),
-                                  "ratio": round(zs_synth / zs_real, 3), "n": n_eval},
+                                  "ratio": round(zs_synth / zs_real, 3), "n": cfg.n_eval},
         "curve": log,
     }
     atomic_write_json(log_path, summary)  # timings only on the console: the log is the same on every machine

@@ -251,7 +251,7 @@ def generate_llm_text(backend: LLMBackend, cache: ReplyCache, classes: Sequence[
 
     The summary (the stage's metrics) depends only on the replies; the run stats (replies generated now,
     replies in the reply cache) on the local cache, so they are printed, never written into an output."""
-    from mlr_core.text.noun_filter import NounFilter
+    from mlr_core.text.noun_filter import class_counts, label_sentences
 
     bad = [k for k in kinds if k not in KINDS]
     if bad:
@@ -325,8 +325,7 @@ def generate_llm_text(backend: LLMBackend, cache: ReplyCache, classes: Sequence[
         for s in sentences or []:
             texts.append(s)
             meta.append((kind, about, attribute))
-    labels = NounFilter(table).label_many(texts) if texts else np.zeros((0, len(classes)), np.int8)
-    hit = labels.any(1)
+    labels, hit = label_sentences(table, texts)
     rows = pd.DataFrame({"caption": [t for t, h in zip(texts, hit) if h],
                          "source": f"llm:{backend.model_id}", "image_id": None,
                          "labels": list(labels[hit]),
@@ -343,7 +342,8 @@ def generate_llm_text(backend: LLMBackend, cache: ReplyCache, classes: Sequence[
               for about, y in zip(sub.about, sub.labels)]
         return round(float(np.mean(ok)), 4)
 
-    label_matrix = np.stack(rows["labels"].to_numpy()) if len(rows) else np.zeros((0, len(classes)), np.int8)
+    per_class, without = class_counts(np.stack(rows["labels"].to_numpy()) if len(rows) else np.zeros((0, len(classes))),
+                                      classes)
     run_stats = {"replies_generated_now": stats.pop("_generated", 0), "replies_cached": len(cache)}
     summary = {
         "backend": backend.name, "model": backend.model_id,
@@ -351,8 +351,8 @@ def generate_llm_text(backend: LLMBackend, cache: ReplyCache, classes: Sequence[
         "sentences_parsed": len(texts), "dropped_no_class": int((~hit).sum()), "kept": len(rows),
         "per_kind": {kd: int((rows.kind == kd).sum()) for kd in kinds},
         "names_the_asked_class": {kd: on_topic(kd) for kd in kinds},
-        "per_class": {c: int(n) for c, n in zip(classes, label_matrix.sum(0))},
-        "classes_without_sentences": [c for c, n in zip(classes, label_matrix.sum(0)) if n == 0],
+        "per_class": per_class,
+        "classes_without_sentences": without,
         "common_attributes": common,
     }
     subgroups = {"coarse": [{"name": n, "classes": [classes[m] for m in ms]} for n, ms in coarse],

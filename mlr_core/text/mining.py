@@ -23,7 +23,7 @@ import pandas as pd
 
 from mlr_core.data.coco import read_coco_captions
 from mlr_core.data.manifest import DatasetError
-from mlr_core.text.noun_filter import NounFilter, SynonymTable
+from mlr_core.text.noun_filter import SynonymTable, class_counts, label_sentences
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,7 @@ def mine_captions(sources: list[tuple[str, str]], table: SynonymTable, *, exclud
         raise DatasetError(f"caption sources {[p for _, p in sources]}: no sentence at all (empty corpus)")
     leaked = [s for s in sentences if s.image_id is not None and s.image_id in exclude_image_ids]
     sentences = [s for s in sentences if s.image_id is None or s.image_id not in exclude_image_ids]
-    labels = NounFilter(table).label_many(s.text for s in sentences)
-    hit = labels.any(1)
+    labels, hit = label_sentences(table, [s.text for s in sentences])
     if not hit.any():
         raise DatasetError(f"caption sources {[p for _, p in sources]}: none of {len(sentences)} sentences names "
                            f"a class of {table.source} as a noun; check the synonym file and the dataset")
@@ -145,11 +144,10 @@ def mine_captions(sources: list[tuple[str, str]], table: SynonymTable, *, exclud
         onehot[np.arange(len(tmpl)), [c for _, c in tmpl]] = 1
         rows = pd.concat([rows, pd.DataFrame({"caption": [t for t, _ in tmpl], "source": "templates",
                                               "image_id": None, "labels": list(onehot)})], ignore_index=True)
-    all_labels = np.stack(rows["labels"].to_numpy())
+    per_class, without = class_counts(np.stack(rows["labels"].to_numpy()), table.classes)
     summary = {"sentences_read": len(sentences) + len(leaked), "excluded_eval_images": len(leaked),
-               "dropped_no_class": int((~hit).sum()), "kept": len(rows),
-               "classes_without_captions": [c for c, n in zip(table.classes, all_labels.sum(0)) if n == 0],
-               "per_class": {c: int(n) for c, n in zip(table.classes, all_labels.sum(0))}, **notes}
+               "dropped_no_class": int((~hit).sum()), "kept": len(rows), "classes_without_captions": without,
+               "per_class": per_class, **notes}
     return rows, summary
 
 

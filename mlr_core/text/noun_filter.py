@@ -1,5 +1,9 @@
 """Caption noun filter: which classes a caption names as objects (the caption-mining step of TaI-DPT).
 
+This module is the rule; its machinery lives next to it: the synonym tables in
+:mod:`mlr_core.text.synonym_table`, NLTK loading, the fast tagger and WordNet inflections in
+:mod:`mlr_core.text.tagging`.
+
 The TaI-DPT reference lowercases a caption, word-tokenizes, POS-tags and lemmatizes every token with
 WordNet (J/V/N/R -> a/v/n/r, else n), then matches each class's synonyms as whole words on the lemma
 string, multi-word names first (their words are removed, so "hot dog" does not also fire "dog"). It
@@ -51,27 +55,23 @@ Speed (:meth:`NounFilter.label_many` returns exactly the labels of :meth:`NounFi
     word in its tag dictionary gets its tag without context, so the tag at position i follows exactly
     from the nearest two dictionary words before it. Predictions are memoised on their exact inputs
     (word, previous two tags, the five context words) and computed as one numpy gather-and-sum over
-    the tagger's own weights, with NLTK deciding any near tie (:class:`_DenseTagger`);
+    the tagger's own weights, with NLTK deciding any near tie (:class:`DenseTagger`);
   * WordNet lemmas and the per-word facts the rule uses are cached.
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
-import yaml
 
-from mlr_core.data.datasets import builtin_classes
+from mlr_core.text.synonym_table import SYNONYM_DIR, SynonymTable  # noqa: F401 (SYNONYM_DIR: re-exported)
+from mlr_core.text.tagging import DenseTagger, NltkTools, inflections, wordnet_pos
 
-SYNONYM_DIR = Path(__file__).resolve().parent / "synonyms"
 NOUN_TAGS = frozenset({"NN", "NNS", "NNP", "NNPS"})
 RULES = ("pos", "pos_compound", "head_strict", "head")
 DEFAULT_RULE = "head"
 
-_PHRASE_RE = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*(?: [a-z0-9]+(?:[-'][a-z0-9]+)*)*")
 _PIECE_RE = re.compile(r"[a-z0-9]+")
 _ALNUM_RE = re.compile(r"[^\W_]")
 _NEEDS_NORMALIZE_RE = re.compile(r"[-0-9]")  # PerceptronTagger.normalize only changes these (lowercase ASCII)
@@ -80,7 +80,6 @@ _SIMPLE_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*(?:,? [a-z0-9]+(?:-[a-z0-9]+)*
 # Words the Treebank tokenizer splits although they contain no punctuation (its CONTRACTIONS2/3 lists).
 _TREEBANK_SPLIT_WORDS = frozenset({"cannot", "gimme", "gonna", "gotta", "lemme", "wanna", "whaddya", "whatcha"})
 _UNSEEN = object()
-_WN_POS = {"J": "a", "V": "v", "N": "n", "R": "r"}
 _ADJ_TAGS = frozenset({"JJ", "JJR", "JJS"})
 _PREMOD_TAGS = frozenset({"DT", "CD", "JJ", "JJR", "JJS", "PRP$", "POS", "PDT", "NN", "IN"})
 _RESCUE_TAGS = frozenset({"JJ", "JJR", "JJS", "CC"})
@@ -97,117 +96,23 @@ _PREPOSITIONS = frozenset({"above", "across", "against", "along", "alongside", "
 _GROUP_END_TAGS = frozenset({".", ",", ":", "IN", "TO", "WDT", "RB", "RP"})
 
 
-def wordnet_pos(tag: str) -> str:
-    """Penn tag -> WordNet POS as in the reference: J/V/N/R -> a/v/n/r, anything else n."""
-    return _WN_POS.get(tag[:1], "n")
+def label_sentences(table: SynonymTable, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """How mined captions and LLM sentences are labelled: -> ((N, C) int8 labels of every text, the mask of the
+    texts that name at least one class; the callers drop the others and report how many)."""
+    labels = NounFilter(table).label_many(texts) if len(texts) else np.zeros((0, len(table)), np.int8)
+    return labels, labels.any(1)
 
 
-# ------------------------------------------------------------------------------------------- synonyms
-@dataclass(frozen=True)
-class SynonymTable:
-    """Per-class synonym noun phrases, in the dataset's class order."""
-
-    classes: tuple[str, ...]
-    synonyms: tuple[tuple[str, ...], ...]  # synonyms[c]: lowercase phrases, words separated by one space
-    source: str = "<memory>"
-
-    def __len__(self) -> int:
-        return len(self.classes)
-
-    @property
-    def phrases(self) -> list[tuple[str, int]]:
-        """(phrase, class index) in class order."""
-        return [(p, c) for c, ps in enumerate(self.synonyms) for p in ps]
-
-    @classmethod
-    def from_mapping(cls, mapping: Mapping, classes: Sequence[str] | None = None,
-                     source: str = "<memory>") -> "SynonymTable":
-        if not isinstance(mapping, Mapping):
-            raise ValueError(f"{source}: expected a mapping class name -> list of synonym noun phrases")
-        keys = [str(k) for k in mapping]
-        classes = tuple(classes) if classes is not None else tuple(keys)
-        by_key = {str(k): v for k, v in mapping.items()}
-        for c in classes:
-            if c not in by_key or not by_key[c]:
-                raise ValueError(f"{source}: class {c!r} has no synonym entry (every class of the dataset needs "
-                                 f"a non-empty list of noun phrases)")
-        extra = [k for k in keys if k not in classes]
-        if extra:
-            raise ValueError(f"{source}: {extra} are not classes of the dataset (classes: {list(classes)})")
-        owner: dict[str, str] = {}
-        synonyms = []
-        for c in classes:
-            entry = by_key[c]
-            if isinstance(entry, str) or not isinstance(entry, (list, tuple)):
-                raise ValueError(f"{source}: class {c!r}: expected a list of noun phrases, got {entry!r}")
-            phrases = []
-            for p in entry:
-                if not isinstance(p, str):
-                    raise ValueError(f"{source}: class {c!r}: synonym {p!r} is not a string")
-                norm = " ".join(p.lower().split())
-                if not _PHRASE_RE.fullmatch(norm):
-                    raise ValueError(f"{source}: class {c!r}: synonym {p!r} is not a plain noun phrase "
-                                     "(letters, digits, inner hyphens/apostrophes, single spaces)")
-                if norm in owner:
-                    raise ValueError(f"{source}: synonym {norm!r} is listed for both {owner[norm]!r} and {c!r}")
-                owner[norm] = c
-                phrases.append(norm)
-            synonyms.append(tuple(phrases))
-        return cls(classes, tuple(synonyms), source)
-
-    @classmethod
-    def from_yaml(cls, path: str | Path, classes: Sequence[str] | None = None) -> "SynonymTable":
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: synonym file not found")
-        try:
-            mapping = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not valid YAML: {e}") from e
-        return cls.from_mapping(mapping, classes, source=str(path))
-
-    @classmethod
-    def load(cls, dataset: str, classes: Sequence[str] | None = None) -> "SynonymTable":
-        """``mlr_core/text/synonyms/<dataset>.yaml`` in the dataset's class order (``classes``, else the
-        built-in list of :func:`mlr_core.data.datasets.builtin_classes`)."""
-        if classes is None:
-            classes = builtin_classes(dataset)
-        return cls.from_yaml(SYNONYM_DIR / f"{dataset}.yaml", classes)
-
-
-# ---------------------------------------------------------------------------------------------- NLTK
-class _NLTK:
-    """The NLTK pieces, loaded once per process (WordNet takes a few seconds)."""
-
-    _instance: "_NLTK | None" = None
-
-    def __init__(self) -> None:
-        from mlr_core.text.nltk_data import require_nltk
-
-        require_nltk()
-        import nltk
-        from nltk.corpus import wordnet
-        from nltk.stem import WordNetLemmatizer
-        from nltk.tag.perceptron import PerceptronTagger
-
-        self.word_tokenize = nltk.word_tokenize
-        self.pos_tag = nltk.pos_tag
-        self.tagger = PerceptronTagger()
-        self.lemmatizer = WordNetLemmatizer()
-        self.wordnet = wordnet
-        self.wordnet.ensure_loaded()
-
-    @classmethod
-    def get(cls) -> "_NLTK":
-        if cls._instance is None:
-            cls._instance = cls()
-        return cls._instance
+def class_counts(labels: np.ndarray, classes: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """-> (texts per class, the classes no text names): the per-class part of a mining or LLM-text summary."""
+    counts = labels.sum(0) if len(labels) else np.zeros(len(classes), np.int64)
+    return {c: int(n) for c, n in zip(classes, counts)}, [c for c, n in zip(classes, counts) if n == 0]
 
 
 def reference_labels(sentence: str, table: SynonymTable) -> set[int]:
     """The TaI-DPT reference algorithm, faithfully: tokenize, tag and lemmatize every token, whole-word
     match on the lemma string, multi-word names first (and removed), no POS check."""
-    nl = _NLTK.get()
+    nl = NltkTools.get()
     tagged = nl.pos_tag(nl.word_tokenize(sentence.lower()))
     lemmas = [nl.lemmatizer.lemmatize(w, wordnet_pos(t)) for w, t in tagged]
     cap = " " + " ".join(lemmas) + " "
@@ -222,68 +127,6 @@ def reference_labels(sentence: str, table: SynonymTable) -> set[int]:
 
 
 # ------------------------------------------------------------------------------------------ the filter
-class _DenseTagger:
-    """``PerceptronTagger`` prediction as one numpy gather-and-sum (about 6x faster), same answer.
-
-    The weights become a (features, tags) matrix; the rows of a token's features are summed in NLTK's
-    feature order (sequential accumulation over axis 0, as NLTK adds them), tags sorted in reverse so
-    ``argmax`` breaks ties towards the larger tag as NLTK's ``max`` does. Where the best two scores are
-    within 1e-9, NLTK's own ``predict`` decides, so a different rounding can never change a tag. The
-    feature strings are built here as ``PerceptronTagger._get_features`` builds them (checked against it
-    at start-up; on any difference NLTK's function is used).
-    """
-
-    def __init__(self, tagger) -> None:
-        self.tagger = tagger
-        model = tagger.model
-        self.classes = sorted(model.classes, reverse=True)
-        col = {c: i for i, c in enumerate(self.classes)}
-        self.row = {f: i for i, f in enumerate(model.weights)}
-        self.matrix = np.zeros((len(self.row), len(self.classes)))
-        for f, i in self.row.items():
-            for label, w in model.weights[f].items():
-                self.matrix[i, col[label]] = w
-        self.own_features = self._check_features()
-
-    @staticmethod
-    def features(k: int, w: str, ctx: list[str], prev: str, prev2: str) -> tuple[str, ...]:
-        c = k + 2
-        cw, c1, n1 = ctx[c], ctx[c - 1], ctx[c + 1]
-        return ("bias", "i suffix " + w[-3:], "i pref1 " + w[:1], "i-1 tag " + prev, "i-2 tag " + prev2,
-                f"i tag+i-2 tag {prev} {prev2}", "i word " + cw, f"i-1 tag+i word {prev} {cw}", "i-1 word " + c1,
-                "i-1 suffix " + c1[-3:], "i-2 word " + ctx[c - 2], "i+1 word " + n1, "i+1 suffix " + n1[-3:],
-                "i+2 word " + ctx[c + 2])
-
-    def _check_features(self) -> bool:
-        ctx = ["-START-", "-START2-", "a", "cat", "!HYPHEN", "sleeps", ".", "-END-", "-END2-"]
-        try:
-            for k, w, prev, prev2 in ((0, "a", "-START-", "-START2-"), (1, "cat", "DT", "-START-"),
-                                      (3, "sleeps", "NN", "JJ"), (4, ".", "NNS", "NN")):
-                ref = self.tagger._get_features(k, w, ctx, prev, prev2)
-                if list(ref.items()) != [(f, 1) for f in self.features(k, w, ctx, prev, prev2)]:
-                    return False
-        except Exception:  # noqa: BLE001 - a changed private API: use NLTK's own path
-            return False
-        return True
-
-    def predict(self, k: int, w: str, ctx: list[str], prev: str, prev2: str) -> str:
-        if self.own_features:
-            row = self.row
-            ids = [row[f] for f in self.features(k, w, ctx, prev, prev2) if f in row]
-        else:
-            feats = self.tagger._get_features(k, w, ctx, prev, prev2)
-            ids = [self.row[f] for f, v in feats.items() if v == 1 and f in self.row]
-            if len(ids) != sum(1 for f, v in feats.items() if v and f in self.row):
-                return self.tagger.model.predict(feats)[0]
-        if ids:
-            scores = np.add.reduce(self.matrix[ids], axis=0)
-            best = int(scores.argmax())
-            if np.count_nonzero(scores >= scores[best] - 1e-9) == 1:
-                return self.classes[best]
-        # no known feature or a near tie: NLTK decides
-        return self.tagger.model.predict(self.tagger._get_features(k, w, ctx, prev, prev2))[0]
-
-
 class _Sentence:
     """The tokens of one caption and their tags, as ``PerceptronTagger.tag`` gives them.
 
@@ -355,14 +198,14 @@ class NounFilter:
     ``"pos"`` (noun tag only).
     """
 
-    _dense_by_tagger: dict[int, _DenseTagger] = {}
+    _dense_by_tagger: dict[int, DenseTagger] = {}
 
     def __init__(self, table: SynonymTable, rule: str = DEFAULT_RULE):
         if rule not in RULES:
             raise ValueError(f"unknown rule {rule!r}; one of {RULES}")
         self.table = table
         self.rule = rule
-        nl = _NLTK.get()
+        nl = NltkTools.get()
         self._nl = nl
         self._tagger = nl.tagger
         self._tagdict = nl.tagger.tagdict
@@ -385,12 +228,12 @@ class NounFilter:
         all_words = {w for p, _ in table.phrases for w in p.split()}
         # Every token that can be (part of) a synonym, and the [a-z0-9] pieces of every form that can
         # be its last word: a sentence with none of the latter cannot fire and is never tagged.
-        self._vocab = frozenset(v for w in all_words for v in _inflections(w, exceptions))
-        self._screen = frozenset(p for w in heads for v in _inflections(w, exceptions) for p in _PIECE_RE.findall(v))
+        self._vocab = frozenset(v for w in all_words for v in inflections(w, exceptions))
+        self._screen = frozenset(p for w in heads for v in inflections(w, exceptions) for p in _PIECE_RE.findall(v))
         self._irregular_participles = self._verb_exceptions()
         key = id(self._tagger)
         if key not in NounFilter._dense_by_tagger:
-            NounFilter._dense_by_tagger[key] = _DenseTagger(self._tagger)
+            NounFilter._dense_by_tagger[key] = DenseTagger(self._tagger)
         self._dense = NounFilter._dense_by_tagger[key]
         self._info_cache: dict[str, tuple | None] = {}
         self._word_facts: dict[tuple[str, str], bool] = {}
@@ -641,16 +484,3 @@ class NounFilter:
                 for base in parts[1:]:
                     inverse.setdefault(base, set()).add(parts[0])
         return inverse
-
-
-def _inflections(base: str, exceptions: Mapping[str, set[str]]) -> set[str]:
-    """Every surface form WordNet's noun morphology (NLTK ``_morphy``) can map to ``base``: a superset."""
-    out = {base, base + "s", base + "es"}
-    if base.endswith("y"):
-        out.add(base[:-1] + "ies")
-    if base.endswith("f"):
-        out.add(base[:-1] + "ves")
-    if base.endswith("man"):
-        out.add(base[:-3] + "men")
-    out |= exceptions.get(base, set())
-    return out

@@ -1,0 +1,36 @@
+"""Stages train_dualcoop, train_pvlr, train_coop@<coop, coop_dpt>: train one image-supervised method on each of
+its runs' label budgets of the cached trainval features, in one process (data/models/<method>/<run>.safetensors,
+plots/train/<method>/<run>.json). Stages evaluate_dualcoop, evaluate_pvlr, evaluate_coop@<coop, coop_dpt>:
+score the cached test split once with each trained run (data/scores/<method>/<run>.parquet,
+metrics/<method>/<run>.json; + ZSL / GZSL metrics for zsl- runs)."""
+import sys
+
+from _common import image_supervised_method, image_supervised_stages, stage_args
+
+from mlr_core.budgets import BudgetError
+from mlr_core.cache import CacheMismatchError, FeatureCache
+from mlr_core.models.clip import load_clip
+from mlr_core.supervised import evaluate_runs, train_runs
+
+stage = stage_args(__doc__, lambda p: (p.add_argument("--budgets", default="data/budgets"),
+                                       p.add_argument("--features", help="trainval (train_*) or test (evaluate_*) cache")),
+                   stages={**image_supervised_stages("train"), **image_supervised_stages("evaluate")})
+args, params = stage.args, stage.params
+method, training = image_supervised_method(stage), stage.base.startswith("train_")
+features = args.features or f"data/features/{'trainval' if training else 'test'}.parquet"
+mp = params.model
+try:
+    # the resolution is the features stage's choice; the weights and preprocessing must match the cache
+    clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision, FeatureCache(features).meta["image_size"])
+    if training:
+        results = train_runs(method, clip, params, budgets_dir=args.budgets, trainval_path=features)
+    else:
+        results = evaluate_runs(method, clip, params, budgets_dir=args.budgets, test_path=features)
+except (BudgetError, CacheMismatchError, FileNotFoundError, ValueError) as e:
+    sys.exit(f"error: {e}")
+for run, r in results.items():
+    if training:
+        print(f"{method} {run}: trained, last epoch {r}  (data/models/{method}/{run}.safetensors)")
+    else:
+        zsl = f"  ZSL F1@3 {r['ZSL']['F1@3']:.2f}  GZSL F1@3 {r['GZSL']['F1@3']:.2f}" if "ZSL" in r else ""
+        print(f"{method} {run}: mAP {r['mAP']:.2f}{zsl}  (metrics/{method}/{run}.json)")
