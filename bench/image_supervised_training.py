@@ -31,8 +31,9 @@ RESULTS = Path(__file__).parent / "results" / "image_supervised_training.json"
 
 
 def steps_per_second(loss_fn, params, batches, encode=None) -> float:
-    # only the optimiser is used: epochs and batch size do not matter here
-    opt = make_optimizer(params, OptimConfig(optimizer="adamw", lr=1e-4, weight_decay=0.0, epochs=1, batch_size=1))
+    # only the optimiser is used: the budget and batch size fields do not matter here
+    opt = make_optimizer(params, OptimConfig(optimizer="adamw", lr=1e-4, weight_decay=0.0, batch_size=1, steps=1,
+                                             warmup_steps=0, eval_every=1))
     for i, (x, y) in enumerate(batches):
         if i == 1:  # the first step warms up allocators and kernels: not timed
             t = time.perf_counter()

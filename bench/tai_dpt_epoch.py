@@ -75,7 +75,8 @@ def main() -> None:
     for name, batches, encode in (("cached", cached_batches, None),
                                   ("reencode", raw_batches, lambda ids: encode_text_features(clip.model, ids))):
         prompts = DoubleGrainedPrompts(clip, list(CLASSES), PromptConfig(n_ctx=16), seed=0)
-        optim = OptimConfig("sgd", lr=2e-3, weight_decay=5e-4, epochs=1, batch_size=args.batch)
+        optim = OptimConfig("sgd", lr=2e-3, weight_decay=5e-4, batch_size=args.batch, steps=1, warmup_steps=0,
+                            eval_every=1)
         opt = make_optimizer([p for p in prompts.parameters() if p.requires_grad], optim)
         result[f"{name}_epoch_seconds"] = round(epoch(prompts, batches, opt, encode), 2)
         print(name, result[f"{name}_epoch_seconds"], "s")

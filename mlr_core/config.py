@@ -26,7 +26,11 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mlr_core.runs import parse_run
+from mlr_core.runs import parse_run, parse_seeded_run
+
+
+def parse_run_control(name: str) -> str | None:
+    return parse_seeded_run(name).control
 
 ROLES = ("input", "runtime", "foreach")
 
@@ -178,14 +182,42 @@ class TextFeaturesParams(_Section):
     shard_size: int = Field(ge=1)
 
 
+class TrainingParams(_Section):
+    """The one budget rule of every trained method (mlr_core.train): the same optimiser steps, warm-up and
+    evaluation cadence; the weights kept are the best on the method's own validation signal."""
+
+    steps: int = Field(ge=1, description="optimiser steps of every trained run")
+    warmup_steps: int = Field(ge=0, description="linear warm-up, then the method's decay (cosine) to the last step")
+    eval_every: int = Field(ge=1, description="steps between evaluations of the validation signal (and the last)")
+
+    @model_validator(mode="after")
+    def _within(self):
+        if self.warmup_steps >= self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) must be below steps ({self.steps})")
+        return self
+
+
 class _Optimiser(_Section):
-    """What every trained method's section has: the optimiser and the schedule's length (mlr_core.train)."""
+    """What every trained method's section has: its optimiser (the budget is the training section's)."""
 
     optimizer: Literal["sgd", "adamw"]
     lr: float = Field(gt=0)
     weight_decay: float = Field(ge=0)
-    epochs: int = Field(ge=1)
     batch_size: int = Field(ge=1)
+
+
+def _check_seeded_runs(runs: list[str]) -> None:
+    """``s<seed>`` (the section's own settings) or ``<control>_s<seed>``: the grammar's one home is
+    :func:`mlr_core.runs.parse_seeded_run`. Which controls a method has is its own module's table
+    (mlr_core.methods.controls, a dep of its stages only), checked by its stages before any run trains."""
+    from mlr_core.runs import parse_seeded_run
+
+    for run in runs:
+        parse_seeded_run(run)
+    if len(set(runs)) != len(runs):
+        raise ValueError(f"duplicate runs in {runs}")
+    if not runs:
+        raise ValueError("runs: at least one run")
 
 
 class _PromptTraining(_Optimiser):
@@ -205,8 +237,15 @@ class TaiDptParams(_PromptTraining):
     text_temperature: float = Field(gt=0, description="softmax over caption tokens (training)")
     image_temperature: float = Field(gt=0, description="softmax over image regions (test)")
     local_weight: float = Field(ge=0, le=1)
-    heldout_fraction: float = Field(ge=0, lt=1, description="captions held out for the training log")
-    seed: int
+    heldout_fraction: float = Field(gt=0, lt=1, description="captions held out: the validation signal")
+    runs: list[str] = Field(description="s<seed> runs of each variant, trained in one stage")
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_seeded_runs(self.runs)
+        if any(parse_run_control(r) for r in self.runs):
+            raise ValueError(f"runs: TaI / TaI-DPT runs are s<seed> (no controls), got {self.runs}")
+        return self
 
 
 class SynthesisParams(_Section):
@@ -234,7 +273,8 @@ class SynthesisParams(_Section):
 class T2IPalParams(_PromptTraining):
     """T2I-PAL: prompts + a shared class-prototype adapter from captions and synthetic images (mlr_core.methods.t2i_pal)."""
 
-    seeds: list[int] = _role("foreach", "one train/evaluate stage pair per seed", min_length=1)
+    runs: list[str] = Field(description="s<seed> (this section's settings) or <control>_s<seed> (the paper's "
+                                        "ablations, mlr_core.methods.t2i_pal.CONTROLS), trained in one stage")
     train_on: Literal["both", "images", "captions"] = Field(description="paper ablation: Syn.Img / Text / both")
     adapter: Literal["local", "global", "none"] = Field(description="paper ablation: w. Glo.Adp / w/o. Adp")
     n_ctx: int = Field(ge=1)
@@ -244,8 +284,14 @@ class T2IPalParams(_PromptTraining):
     beta: float = Field(gt=0, description="affinity q = exp(-beta (1 - H . A))")
     tau: float = Field(gt=0, description="heat-map softmax temperature (regions and tokens)")
     local_weight: float = Field(ge=0, le=1, description="test score = (1-w) global + w local")
-    epochs: int = Field(ge=1, description="passes over the larger source (captions or synthetic images)")
     batch_size: int = Field(ge=1, description="captions per step, and as many synthetic images")
+    heldout_fraction: float = Field(gt=0, lt=1, description="captions and synthetic images held out: the "
+                                                            "validation signal (held-out images' mAP)")
+
+    @model_validator(mode="after")
+    def _check(self):
+        _check_seeded_runs(self.runs)
+        return self
 
 
 # ---- image-supervised methods: label budgets, DualCoOp, PVLR, CoOp few-shot, score ensembles ----
@@ -267,7 +313,8 @@ class BudgetsParams(_Section):
     """Label budgets drawn once from trainval (mlr_core.budgets): validation part, partial masks, K-shot sets,
     zero-shot splits."""
 
-    val_fraction: float = Field(ge=0, lt=1, description="held-out validation part of trainval (logged only)")
+    val_fraction: float = Field(gt=0, lt=1, description="held-out validation part of trainval: the image-supervised "
+                                                         "methods' validation signal (and the ensembles' weights)")
     val_seed: int
     seeds: list[int] = Field(min_length=1)
     proportions: list[float]
@@ -354,14 +401,22 @@ class CoopParams(_PromptTraining):
 
 
 class EnsembleParams(_Section):
-    """Score ensembles over saved test scores (mlr_core.methods.ensemble): (1 - w) * base + w * other after
-    per-class min-max normalisation. The weight is fixed, never tuned on test."""
+    """Score ensembles (mlr_core.methods.ensemble): (1 - w) * base + w * other after per-class min-max
+    normalisation, w chosen on the validation part of trainval from ``weights``, never on test."""
 
-    weight: float = Field(ge=0, le=1)
-    partial_base: str = Field(pattern=SAFE_NAME, description="a scores file stem (data/scores/<stem>.parquet), "
-                                                             "mixed with every dualcoop run")
-    fewshot_base: str = Field(pattern=SAFE_NAME, description="mixed with every run of fewshot_method")
+    weights: list[float] = Field(min_length=1, description="the candidate weights w of the other member")
+    partial_base: Literal["tai", "tai_dpt", "t2i_pal", "datafree"] = Field(
+        description="a text-trained method, its run of the same seed (else its first) mixed with every dualcoop run")
+    fewshot_base: Literal["tai", "tai_dpt", "t2i_pal", "datafree"] = Field(
+        description="mixed with every run of fewshot_method")
     fewshot_method: Literal["coop", "coop_dpt"]
+
+    @field_validator("weights")
+    @classmethod
+    def _unit(cls, v):
+        if any(not 0 <= w <= 1 for w in v):
+            raise ValueError(f"weights must lie in [0, 1], got {v}")
+        return v
 
 
 class ImageSupervisedParams(_Section):
@@ -434,16 +489,24 @@ class DatafreeParams(_PromptTraining):
     use_local: bool
     order_weight: float = Field(ge=0, description="lambda_1, the order (KL) loss weight; 0 = off")
     order_temperature: float = Field(gt=0, description="softmax temperature over class similarities")
+    hierarchy: Literal["auto", "llm", "wordnet", "embedding"] = Field(
+        description="the subgroups' source: auto = the LLM's where usable, else WordNet hypernyms, else clusters of "
+                    "class-name embeddings (mlr_core.text.hierarchy)")
+    hierarchy_groups: list[int] = Field(description="groups wanted per level (coarse, fine) from WordNet / embeddings")
     hand_template: str
-    milestones: list[int] = Field(description="epochs after which lr is multiplied by 0.1")
+    milestones: list[float] = Field(description="fractions of training.steps after which lr is multiplied by 0.1")
     text_temperature: float = Field(gt=0)
     image_temperature: float = Field(gt=0)
     global_weight: float = Field(ge=0, le=1, description="lambda_2: score = l2 * global + (1 - l2) * local")
-    heldout_fraction: float = Field(ge=0, lt=1)
-    seed: int
+    heldout_fraction: float = Field(gt=0, lt=1, description="sentences held out: the validation signal")
+    runs: list[str] = Field(description="s<seed> (this section's settings) or <control>_s<seed> (layouts and the "
+                                        "order loss, mlr_core.methods.controls.DATAFREE_CONTROLS), one stage")
 
     @model_validator(mode="after")
     def _tokens(self):
+        _check_seeded_runs(self.runs)
+        if any(not 0 < m < 1 for m in self.milestones):
+            raise ValueError(f"milestones must be fractions of training.steps in (0, 1), got {self.milestones}")
         if len(self.n_partial) > 4 or any(n < 0 for n in self.n_partial):
             raise ValueError("n_partial: at most 4 levels of non-negative token counts")
         if self.n_shared + sum(self.n_partial) + self.n_specific < 1:
@@ -513,6 +576,7 @@ class Params(_Section):
     features: FeaturesParams
     captions: CaptionsParams
     text_features: TextFeaturesParams
+    training: TrainingParams
     tai_dpt: TaiDptParams
     evaluate: EvaluateParams
     synthesis: SynthesisParams

@@ -75,8 +75,12 @@ def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, dict]:
 
 def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.ndarray, classes: list[str], *,
                     threshold: float, top_k: list[int], metrics_path: str | Path, plots_dir: str | Path,
-                    plot_name: str, info: dict) -> dict:
+                    plot_name: str, info: dict, class_thresholds: np.ndarray | None = None) -> dict:
     """Compute every metric once and write metrics JSON + plots; return the metrics dict.
+
+    ``class_thresholds`` (one per class, chosen on a validation split: :func:`mlr_core.metrics.f1_thresholds`)
+    adds the threshold metrics at them as ``val_thresholds`` (CP, CR, CF1, OP, OR, OF1), beside those at the
+    common ``threshold``.
 
     The plots go to ``{plots_dir}/ap_per_class/{plot_name}.json`` and ``{plots_dir}/pr_curve/{plot_name}.json``:
     one folder per kind of plot, which dvc.yaml declares once (with its template) at the top level."""
@@ -85,6 +89,11 @@ def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.n
     result = m.compute()
     ap = result.pop("ap_per_class")
     summary = {**info, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}}
+    if class_thresholds is not None:
+        at = MultilabelMetrics(len(classes), threshold=class_thresholds, top_k=())
+        at.update(scores, targets, probabilities)
+        at = at.compute()
+        summary["val_thresholds"] = {k: round(at[k], 3) for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
     atomic_write_json(metrics_path, summary)
     plots_dir = Path(plots_dir)
     atomic_write_json(plots_dir / "ap_per_class" / f"{plot_name}.json",
@@ -96,7 +105,8 @@ def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.n
 
 def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float, top_k: list[int],
                     scores_path: str | Path, metrics_path: str | Path, plots_dir: str | Path,
-                    plot_name: str | None = None, info: dict | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
+                    plot_name: str | None = None, info: dict | None = None,
+                    class_thresholds: np.ndarray | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
     """Score ``cache`` with ``scorer`` once, save the scores, write the metrics and plots.
 
     Returns (metrics, scores, targets). The metrics hold ``method`` (``name``), ``info`` and the cache's
@@ -106,5 +116,5 @@ def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float,
     write_scores(scores_path, ids, cache.classes, scores, origin)
     summary = evaluate_scores(scores, probs, targets, cache.classes, threshold=threshold, top_k=top_k,
                               metrics_path=metrics_path, plots_dir=plots_dir, plot_name=plot_name or name,
-                              info={"method": name, **(info or {}), **origin})
+                              info={"method": name, **(info or {}), **origin}, class_thresholds=class_thresholds)
     return summary, scores, targets

@@ -32,6 +32,7 @@ __all__ = [
     "IGNORE",
     "average_precision",
     "MultilabelMetrics",
+    "f1_thresholds",
     "multilabel_metrics",
     "precision_recall_curve_points",
     "zero_shot_metrics",
@@ -251,7 +252,8 @@ class MultilabelMetrics:
 
     Args:
         num_classes: number of classes ``C``.
-        threshold: decision threshold :math:`\tau` (prediction positive iff value >= it).
+        threshold: decision threshold :math:`\tau` (prediction positive iff value >= it); a scalar, or
+            one per class (``C`` values, e.g. :func:`f1_thresholds` chosen on a validation split).
         top_k: iterable of positive ints (default ``(3, 5)``); ``()`` disables top-k.
     """
 
@@ -259,12 +261,17 @@ class MultilabelMetrics:
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
                 or num_classes < 1:
             raise ValueError(f"`num_classes` must be a positive integer, got {num_classes!r}")
-        try:
-            threshold = float(threshold)
-        except (TypeError, ValueError):
-            raise ValueError(f"`threshold` must be a real number, got {threshold!r}") from None
-        if not math.isfinite(threshold):
-            raise ValueError(f"`threshold` must be finite, got {threshold!r}")
+        if np.ndim(threshold) == 1:  # one per class
+            threshold = np.asarray(threshold, dtype=np.float64)
+            if threshold.shape != (int(num_classes),) or not np.isfinite(threshold).all():
+                raise ValueError(f"per-class `threshold` must hold {num_classes} finite values, got {threshold!r}")
+        else:
+            try:
+                threshold = float(threshold)
+            except (TypeError, ValueError):
+                raise ValueError(f"`threshold` must be a real number, got {threshold!r}") from None
+            if not math.isfinite(threshold):
+                raise ValueError(f"`threshold` must be finite, got {threshold!r}")
         self.num_classes = int(num_classes)
         self.threshold = threshold
         self.top_k = _format_top_k(top_k)
@@ -395,7 +402,7 @@ class MultilabelMetrics:
         if self.top_k:
             out.update(self._top_k_metrics(scores, targets, valid))
 
-        out["threshold"] = self.threshold
+        out["threshold"] = self.threshold.round(4).tolist() if isinstance(self.threshold, np.ndarray) else self.threshold
         out["n_images"] = int(n_images)
         out["n_classes_with_positives"] = n_with_pos
         return out
@@ -426,6 +433,36 @@ class MultilabelMetrics:
         n = sum(s.shape[0] for s in self._scores)
         return (f"{type(self).__name__}(num_classes={self.num_classes}, "
                 f"threshold={self.threshold}, top_k={self.top_k}, n_images={n})")
+
+
+def f1_thresholds(probabilities, targets, default: float) -> np.ndarray:
+    r"""Per-class decision thresholds that maximise each class's F1 on (validation) data.
+
+    For class :math:`c` the candidates are its distinct valid probabilities :math:`t`; predicting
+    :math:`[p_{ic} \ge t]` gives :math:`F1_c(t)`, and the threshold is the candidate of the highest F1 (the
+    highest such :math:`t` on ties, the most conservative). A class without a valid positive keeps ``default``.
+
+    Example:
+        >>> f1_thresholds([[0.9, 0.2], [0.6, 0.1], [0.3, 0.4]], [[1, 0], [1, 0], [0, 0]], default=0.5).tolist()
+        [0.6, 0.5]
+    """
+    p = _to_numpy(probabilities, "probabilities").astype(np.float64)
+    y = _to_numpy(targets, "targets")
+    if p.ndim != 2 or p.shape != y.shape:
+        raise ValueError(f"`probabilities` and `targets` must be (N, C) alike, got {p.shape} and {y.shape}")
+    out = np.full(p.shape[1], float(default))
+    for c in range(p.shape[1]):
+        valid = y[:, c] != IGNORE
+        pc, yc = p[valid, c], y[valid, c] == 1
+        if not yc.any():
+            continue
+        order = np.argsort(-pc, kind="stable")
+        ps, ys = pc[order], yc[order]
+        tp = np.cumsum(ys)
+        ends = np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]  # last index of each group of tied values
+        f1 = 2 * tp[ends] / (ends + 1 + yc.sum())
+        out[c] = ps[ends][int(np.argmax(f1))]  # argmax takes the first = highest threshold of the best F1
+    return out
 
 
 def multilabel_metrics(scores, targets, probabilities=None, threshold: float = 0.5,

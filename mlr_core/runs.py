@@ -57,3 +57,34 @@ def parse_run(name: str) -> Run:
     if split is not None:
         return Run(name, "zsl", split, int(seed))
     return Run(name, "full", None, int(seed))
+
+
+@dataclass(frozen=True)
+class SeededRun:
+    name: str  # e.g. s0, no_adapter_s2
+    control: str | None  # None: the params section's own settings
+    seed: int
+
+
+_SEEDED_RUN = re.compile(r"^(?:([a-z][a-z0-9_]*?)_)?s(\d+)$")
+
+
+def parse_seeded_run(name: str, controls=None) -> SeededRun:
+    """The run names of the text-trained methods (TaI / TaI-DPT, data-free, T2I-PAL): ``s<seed>`` trains with
+    the params section as it is, ``<control>_s<seed>`` with one of the method's named ablations
+    (:mod:`mlr_core.methods.controls`) applied on top; ``controls``: the method's names (None: any name).
+
+    Example:
+        >>> parse_seeded_run("s2")
+        SeededRun(name='s2', control=None, seed=2)
+        >>> parse_seeded_run("no_adapter_s0", ("no_adapter", "text_only")).control
+        'no_adapter'
+    """
+    m = _SEEDED_RUN.match(name)
+    if not m:
+        raise BudgetError(f"run {name!r}: expected s<seed> or <control>_s<seed>")
+    control, seed = m.groups()
+    if control is not None and controls is not None and control not in controls:
+        known = ", ".join(controls) if controls else "none for this method"
+        raise BudgetError(f"run {name!r}: unknown control {control!r} (known: {known})")
+    return SeededRun(name, control, int(seed))

@@ -3,9 +3,9 @@
 ensembles and the metrics). Two stages, so an evaluation-only param change retrains nothing; each stage runs
 all of a method's runs in one process (:func:`train_runs`, :func:`evaluate_runs`: one start, one model load).
 
-A run is ``<budget>_s<seed>`` (:mod:`mlr_core.budgets`). The validation part carved from trainval is scored
-after every epoch and logged (``val_mAP``) for the reader; the schedule is fixed and nothing is selected on
-it, nor on the test split.
+A run is ``<budget>_s<seed>`` (:mod:`mlr_core.budgets`). The validation part carved from trainval is the
+validation signal (``val_mAP``) of the budget rule (:mod:`mlr_core.train`): the weights kept are its best;
+the test split is never read in training.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from mlr_core.cache import FeatureCache
 from mlr_core.evaluate import evaluate_method
 from mlr_core.io import atomic_write_json, read_learned_meta
 from mlr_core.methods.registry import IMAGE_SUPERVISED, build_scorer, get_method, method_module
-from mlr_core.metrics import multilabel_metrics, zero_shot_metrics
+from mlr_core.metrics import f1_thresholds, multilabel_metrics, zero_shot_metrics
 from mlr_core.runs import parse_run
 
 METHODS = IMAGE_SUPERVISED
@@ -86,24 +86,29 @@ def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Pa
 
     p = method_params(method, params)
     torch.manual_seed(run.seed)
-    model, log = _trainer(method)(clip, trainval.classes, train, val, run=run, p=p, seed=run.seed,
-                                  evaluate_val=evaluate_val, **({"variant": method} if method.startswith("coop") else {}))
+    model, result = _trainer(method)(clip, trainval.classes, train, val, run=run, p=p, training=params.training,
+                                     seed=run.seed, evaluate_val=evaluate_val,
+                                     **({"variant": method} if method.startswith("coop") else {}))
     model.save(trained_model_path(out_dir, method, run.name),
                extra={"method": method, "run": run.name, "budget": budget.name, "model_weights": clip.weights_id,
-                      "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum())})
-    atomic_write_json(Path(plots_dir) / "train" / method / f"{run.name}.json", log)
-    return log[-1] if log else {}
+                      "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum()),
+                      "training": result.record()})
+    atomic_write_json(Path(plots_dir) / "train" / method / f"{run.name}.json", result.log)
+    return result.record()
 
 
 def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Path, test_path: str | Path,
-                 models_dir: str | Path = "data/models", scores_dir: str | Path = "data/scores",
-                 metrics_dir: str | Path = "metrics", plots_dir: str | Path = "plots") -> dict:
+                 trainval_path: str | Path, models_dir: str | Path = "data/models",
+                 scores_dir: str | Path = "data/scores", metrics_dir: str | Path = "metrics",
+                 plots_dir: str | Path = "plots") -> dict:
     """Score the test cache once with a trained run and write its scores and metrics (evaluation params only:
     changing ``evaluate.threshold`` or ``top_k`` re-runs this, not the training).
 
     Writes ``{scores_dir}/{method}/{run}.parquet``, ``{metrics_dir}/{method}/{run}.json`` and the plots
     ``{method}/{run}`` under ``plots_dir`` (AP per class, PR curve); a zero-shot run (``zsl-...``) adds the ZSL and
-    GZSL metrics over its budget's unseen and seen classes."""
+    GZSL metrics over its budget's unseen and seen classes. Per-class thresholds maximising F1 on the validation
+    part of trainval give the ``val_thresholds`` metrics (CF1 / OF1 comparable across methods whatever their
+    probability's calibration)."""
     run = parse_run(run_name)
     test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
     path = trained_model_path(models_dir, method, run.name)
@@ -113,12 +118,18 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     meta = read_learned_meta(path)  # what train_run recorded
     ev = params.evaluate
     info = {"run": run.name, "budget": meta.get("budget"), "seed": run.seed,
-            "train_images": meta.get("train_images"), "known_labels": meta.get("known_labels")}
+            "train_images": meta.get("train_images"), "known_labels": meta.get("known_labels"),
+            "training": meta.get("training")}
     metrics_path = Path(metrics_dir) / method / f"{run.name}.json"
+    val = _tensors(budget_features(load_budget(budgets_dir, "val"),
+                                   FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)))
+    with torch.no_grad():
+        _, val_probs = scorer(val["global"].float(), val["dense"].float())
+    thresholds = f1_thresholds(val_probs.numpy(), val["labels"].numpy(), default=ev.threshold)
     summary, scores, targets = evaluate_method(
         test, scorer, name=method, threshold=ev.threshold, top_k=ev.top_k,
         scores_path=Path(scores_dir) / method / f"{run.name}.parquet", metrics_path=metrics_path,
-        plots_dir=plots_dir, plot_name=f"{method}/{run.name}", info=info)
+        plots_dir=plots_dir, plot_name=f"{method}/{run.name}", info=info, class_thresholds=thresholds)
     if run.kind == "zsl":
         budget = load_budget(budgets_dir, run.budget)
         seen, unseen = budget.info["seen"], budget.info["unseen"]

@@ -1,15 +1,23 @@
-"""One training loop over cached features, for every method that learns prompts or adapters.
+"""One training loop over cached features, for every trained method, under one budget rule.
+
+**The budget rule.** Every trained method gets the same number of optimiser steps (``training.steps``) with
+the same schedule shape in steps: linear warm-up over ``training.warmup_steps``, then the method's decay
+(cosine to 0, or x ``step_gamma`` at fractions of the budget). Every ``training.eval_every`` steps, and at
+the last, the method's own validation signal is computed (held-out captions or LLM sentences for the
+text-only methods, the validation part of trainval for the image-supervised ones, held-out synthetic images
+for T2I-PAL) and the weights kept at the end are those of the best evaluation on it (the earliest on ties).
+The test split is never read here. What was spent and chosen is returned (:func:`fit` ``-> FitResult``) and
+recorded in each run's artifact and metrics file.
 
 A method supplies its learnable module and a ``loss(batch) -> tensor``; the loop owns seeding, batching
-(in-memory tensors, reshuffled each epoch from a seeded generator), the optimiser and schedule, progress
-bars and the per-epoch log. There is no model selection: the schedule is fixed, and what is logged on the
-held-out part is for the reader, never used to pick a checkpoint (the reference's test-set selection is a
-pitfall this project does not repeat).
+(in-memory tensors, reshuffled on each pass from a seeded generator), the optimiser and schedule, progress
+bars and the log.
 """
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -18,25 +26,53 @@ from tqdm import tqdm
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """The optimiser and schedule of one training run. The first five come from the method's params section
-    (:meth:`from_section`); the schedule's shape is the method's own (cosine unless its paper says otherwise)."""
+    """The optimiser and schedule of one training run: the method's own optimiser, lr, weight decay and batch
+    size (its params section) under the shared budget (the ``training`` params section); see
+    :meth:`from_params`."""
 
     optimizer: str  # sgd (momentum 0.9) | adamw
     lr: float
     weight_decay: float
-    epochs: int
     batch_size: int
-    warmup_epochs: int = 0
-    schedule: str = "cosine"  # cosine | constant | step (x step_gamma at each epoch in milestones)
-    milestones: tuple[int, ...] = ()
+    steps: int
+    warmup_steps: int
+    eval_every: int
+    schedule: str = "cosine"  # cosine | step (x step_gamma once each fraction in milestones of the steps is done)
+    milestones: tuple[float, ...] = ()
     step_gamma: float = 0.1
 
     @classmethod
-    def from_section(cls, section, **overrides) -> "OptimConfig":
-        """The optimiser fields of a params section (``optimizer``, ``lr``, ``weight_decay``, ``epochs``,
-        ``batch_size``), plus ``overrides``."""
+    def from_params(cls, section, training, **overrides) -> "OptimConfig":
+        """``optimizer``, ``lr``, ``weight_decay`` and ``batch_size`` of a method's params section under the
+        ``training`` section's ``steps``, ``warmup_steps`` and ``eval_every``, plus ``overrides``."""
         return cls(optimizer=section.optimizer, lr=section.lr, weight_decay=section.weight_decay,
-                   epochs=section.epochs, batch_size=section.batch_size, **overrides)
+                   batch_size=section.batch_size, steps=training.steps, warmup_steps=training.warmup_steps,
+                   eval_every=training.eval_every, **overrides)
+
+
+@dataclass
+class FitResult:
+    """What a run spent and chose: its log (one entry per evaluation) and the record kept in its artifact
+    and metrics (:meth:`record`)."""
+
+    log: list[dict]
+    cfg: OptimConfig
+    signal: str | None            # the validation key selected on (None: no validation data; the last weights)
+    selected_step: int
+    selected_value: float | None
+    samples: int = 0              # training samples drawn (steps x batch size, the last batch of a pass smaller)
+    aux_samples: int = 0          # of the second source (T2I-PAL's synthetic images beside captions)
+    extra: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        c = self.cfg
+        out = {"steps": c.steps, "batch_size": c.batch_size, "warmup_steps": c.warmup_steps,
+               "eval_every": c.eval_every, "schedule": c.schedule, "optimizer": c.optimizer, "lr": c.lr,
+               "samples": self.samples, "selected_on": self.signal, "selected_step": self.selected_step,
+               "selected_value": self.selected_value}
+        if self.aux_samples:
+            out["aux_samples"] = self.aux_samples
+        return {**out, **self.extra}
 
 
 def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -65,70 +101,99 @@ def warmup_cosine(step: int, warmup: int, total: int, peak: float = 1.0) -> floa
     return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
-def lr_factor(step: int, total: int, warmup: int, schedule: str, *, steps_per_epoch: int = 1,
-              milestones: tuple[int, ...] = (), step_gamma: float = 0.1) -> float:
-    """The multiplier of the base learning rate at ``step`` of ``total``: warm-up, then ``schedule``."""
-    if step >= warmup and schedule == "constant":
-        return 1.0
-    if step >= warmup and schedule == "step":  # e.g. milestones (2, 5): x 0.1 from epoch 3 on, x 0.01 from 6 on
-        epochs_done = step // steps_per_epoch
-        return step_gamma ** sum(epochs_done >= m for m in milestones)
-    return warmup_cosine(step, warmup, total)
+def lr_factor(step: int, cfg: OptimConfig) -> float:
+    """The multiplier of the base learning rate at ``step`` (0-based) of ``cfg.steps``: warm-up, then the decay.
+
+    ``schedule="step"``: x ``step_gamma`` once each fraction in ``milestones`` of the budget is done (the
+    data-free paper's x0.1 after epochs 2 and 5 of 10 is milestones (0.2, 0.5)).
+
+    Example:
+        >>> cfg = OptimConfig("sgd", 1.0, 0.0, 8, steps=10, warmup_steps=0, eval_every=5, schedule="step",
+        ...                   milestones=(0.2, 0.5))
+        >>> [lr_factor(s, cfg) for s in (0, 1, 2, 4, 5, 9)]
+        [1.0, 1.0, 0.1, 0.1, 0.010000000000000002, 0.010000000000000002]
+    """
+    if step >= cfg.warmup_steps and cfg.schedule == "step":
+        return cfg.step_gamma ** sum(step >= round(m * cfg.steps) for m in cfg.milestones)
+    if cfg.schedule not in ("cosine", "step"):
+        raise ValueError(f"schedule must be 'cosine' or 'step', got {cfg.schedule!r}")
+    return warmup_cosine(step, cfg.warmup_steps, cfg.steps)
 
 
 def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Callable[[dict], torch.Tensor],
-        cfg: OptimConfig, *, seed: int, desc: str,
-        on_epoch_end: Callable[[int], dict] | None = None, aux: dict[str, torch.Tensor] | None = None) -> list[dict]:
-    """Train ``module``'s trainable parameters on ``tensors`` (equal first dimension) for ``cfg.epochs``.
+        cfg: OptimConfig, *, seed: int, desc: str, validate: Callable[[], dict] | None = None,
+        select: str | None = None, keep: torch.nn.Module | None = None, on_step: Callable[[], None] | None = None,
+        aux: dict[str, torch.Tensor] | None = None) -> FitResult:
+    """Train ``module``'s trainable parameters on ``tensors`` (equal first dimension) for ``cfg.steps`` steps.
 
-    ``aux`` is an optional second source (its own equal first dimension, e.g. synthetic images beside
-    captions): each step also draws ``cfg.batch_size`` of its rows, cycling through seeded reshuffles of
-    it independently of the epochs of ``tensors``, and passes them to ``loss_fn`` as ``batch["aux"]``.
-    Returns the per-epoch log: mean training loss plus whatever ``on_epoch_end(epoch)`` reports.
+    Every ``cfg.eval_every`` steps and at the last, ``validate()`` (under ``no_grad``, in eval mode) returns
+    the validation signals; the state of ``keep`` (default ``module``; e.g. an EMA copy that is what gets
+    scored) at the best value of ``validate()[select]`` is restored at the end. ``on_step()`` runs after each
+    optimiser step (e.g. an EMA update). ``aux`` is an optional second source (its own first dimension, e.g.
+    synthetic images beside captions): each step also draws ``cfg.batch_size`` of its rows from its own seeded
+    reshuffles, passed to ``loss_fn`` as ``batch["aux"]``.
     """
     n = len(next(iter(tensors.values())))
     if n == 0:
         raise ValueError(f"{desc}: no training samples")
+    if cfg.steps < 1 or cfg.eval_every < 1:
+        raise ValueError(f"{desc}: training.steps and training.eval_every must be >= 1")
     params = [p for p in module.parameters() if p.requires_grad]
     if not params:
         raise ValueError(f"{desc}: the module has no trainable parameters")
+    keep = module if keep is None else keep
     opt = make_optimizer(params, cfg)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    gen = torch.Generator().manual_seed(seed)
+    batches = _cycled_batches(tensors, cfg.batch_size, seed)
     aux_batches = _cycled_batches(aux, cfg.batch_size, seed + 1) if aux else None
-    log, step = [], 0
-    bar = tqdm(total=total, desc=desc, unit="step")
-    for epoch in range(cfg.epochs):
-        module.train()
-        order = torch.randperm(n, generator=gen)
-        running = 0.0
-        for b in range(steps_per_epoch):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * lr_factor(step, total, cfg.warmup_epochs * steps_per_epoch, cfg.schedule,
-                                             steps_per_epoch=steps_per_epoch, milestones=cfg.milestones,
-                                             step_gamma=cfg.step_gamma)
-            batch = {k: _as_float32(v[idx]) for k, v in tensors.items()}
-            if aux_batches is not None:
-                batch["aux"] = next(aux_batches)
-            loss = loss_fn(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            running += loss.item()
-            step += 1
-            bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.4f}")
-        entry = {"epoch": epoch + 1, "train_loss": round(running / steps_per_epoch, 5)}
-        if on_epoch_end is not None:
+    log: list[dict] = []
+    best: tuple[float, int, dict] | None = None  # (value, step, state of keep)
+    running, since, samples, aux_samples = 0.0, 0, 0, 0
+    bar = tqdm(total=cfg.steps, desc=desc, unit="step")
+    module.train()
+    for step in range(cfg.steps):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * lr_factor(step, cfg)
+        batch = next(batches)
+        samples += len(batch[next(iter(tensors))])
+        if aux_batches is not None:
+            batch["aux"] = next(aux_batches)
+            aux_samples += len(batch["aux"][next(iter(aux))])
+        loss = loss_fn(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if on_step is not None:
+            on_step()
+        running, since = running + loss.item(), since + 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        done = step + 1
+        if done % cfg.eval_every and done != cfg.steps:
+            continue
+        entry = {"step": done, "train_loss": round(running / since, 5)}
+        running, since = 0.0, 0
+        if validate is not None:
             module.eval()
             with torch.no_grad():
-                entry.update(on_epoch_end(epoch + 1))
+                entry.update(validate())
+            module.train()
         log.append(entry)
-        tqdm.write(str(entry))
+        tqdm.write(f"{desc}: {entry}")
+        if select is not None and select in entry and (best is None or entry[select] > best[0]):
+            best = (entry[select], done, copy.deepcopy(_state(keep)))
     bar.close()
-    return log
+    module.eval()
+    if best is None:  # no validation signal: the weights after the budget
+        return FitResult(log, cfg, None, cfg.steps, None, samples, aux_samples)
+    with torch.no_grad():
+        for k, v in _state(keep).items():
+            v.copy_(best[2][k])
+    return FitResult(log, cfg, select, best[1], best[0], samples, aux_samples)
+
+
+def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The floating-point state a run learns (the frozen CLIP is held by plain reference, not in it)."""
+    return {k: v for k, v in module.state_dict(keep_vars=True).items() if v.dtype.is_floating_point}
 
 
 def _as_float32(t: torch.Tensor) -> torch.Tensor:
@@ -140,7 +205,7 @@ def _cycled_batches(tensors: dict[str, torch.Tensor], batch_size: int, seed: int
     """Endless batches of ``tensors``: seeded reshuffles, each consumed in full before the next."""
     n = len(next(iter(tensors.values())))
     if n == 0:
-        raise ValueError("the auxiliary training source is empty")
+        raise ValueError("a training source is empty")
     gen = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(n, generator=gen)

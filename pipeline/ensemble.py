@@ -1,31 +1,25 @@
-"""Stage ensemble: mix two methods' saved test scores after per-class min-max normalisation,
-(1 - w) * base + w * other, and evaluate; for each DualCoOp partial-label run (base: ensemble.partial_base)
+"""Stage ensemble: mix two methods' test scores after per-class min-max normalisation, (1 - w) * base + w * other,
+w chosen on the validation part of trainval; for each DualCoOp partial-label run (base: ensemble.partial_base)
 and each few-shot run (base: ensemble.fewshot_base, other: ensemble.fewshot_method), in one process
 (data/scores/ensemble/<base>+<other>_<run>.parquet, metrics/ensemble/<base>+<other>_<run>.json)."""
 import sys
 
 from _common import stage_args
-from tqdm import tqdm
 
-from mlr_core.cache import CacheMismatchError
-from mlr_core.methods.ensemble import evaluate_ensemble
+from mlr_core.budgets import BudgetError
+from mlr_core.cache import CacheMismatchError, FeatureCache
+from mlr_core.methods.ensemble import ensemble_runs
+from mlr_core.models.clip import load_clip
 
-stage = stage_args(__doc__, lambda p: (p.add_argument("--scores-dir", default="data/scores"),
+stage = stage_args(__doc__, lambda p: (p.add_argument("--budgets", default="data/budgets"),
+                                       p.add_argument("--trainval", default="data/features/trainval.parquet"),
                                        p.add_argument("--test", default="data/features/test.parquet")),
                    stages={"ensemble": None})
-args, params = stage.args, stage.params
-ev, ep, isp = params.evaluate, params.image_supervised.ensemble, params.image_supervised
-# (base, other method, run): the other method's scores of a run are data/scores/<method>/<run>.parquet
-pairs = [(ep.partial_base, "dualcoop", run) for run in isp.dualcoop.runs]
-pairs += [(ep.fewshot_base, ep.fewshot_method, run) for run in isp.coop.runs]
+args, params, mp = stage.args, stage.params, stage.params.model
 try:
-    for base, method, run in tqdm(pairs, desc="ensembles", unit="pair"):
-        name = f"{base}+{method}_{run}"
-        summary = evaluate_ensemble(f"{args.scores_dir}/{base}.parquet", f"{args.scores_dir}/{method}/{run}.parquet",
-                                    ep.weight, args.test, threshold=ev.threshold, top_k=ev.top_k,
-                                    metrics_path=f"metrics/ensemble/{name}.json", plots_dir="plots",
-                                    plot_name=f"ensemble/{name}", scores_path=f"data/scores/ensemble/{name}.parquet",
-                                    info={"other": f"{method}_{run}"})
-        print(f"ensemble {name} (w={ep.weight}): mAP {summary['mAP']:.2f}  (metrics/ensemble/{name}.json)")
-except (CacheMismatchError, FileNotFoundError, ValueError) as e:
+    clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision, FeatureCache(args.test).meta["image_size"])
+    results = ensemble_runs(clip, params, trainval_path=args.trainval, test_path=args.test, budgets_dir=args.budgets)
+except (BudgetError, CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
+for name, m in results.items():
+    print(f"ensemble {name} (w={m['weight']}): mAP {m['mAP']:.2f}  (metrics/ensemble/{name}.json)")

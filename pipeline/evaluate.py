@@ -1,35 +1,45 @@
-"""Stages evaluate_zsclip, evaluate_zsclip_dpt (zero-shot), evaluate_prompts@<tai, tai_dpt>,
-evaluate_datafree, evaluate_t2i_pal@<seed>: score the cached test split with one method and write its
-scores, metrics and plots (data/scores/<name>.parquet, metrics/<name>.json, plots/ap_per_class/<name>.json, plots/pr_curve/<name>.json)."""
+"""Stages evaluate_zsclip, evaluate_zsclip_dpt (zero-shot: data/scores/<name>.parquet, metrics/<name>.json),
+evaluate_prompts@<tai, tai_dpt>, evaluate_datafree, evaluate_t2i_pal (every trained run:
+data/scores/<method>/<run>.parquet, metrics/<method>/<run>.json): score the cached test split once per method
+or run and write its scores, metrics and plots (plots/ap_per_class/..., plots/pr_curve/...)."""
 import sys
 
 from _common import stage_args
 
 from mlr_core.cache import CacheMismatchError, FeatureCache
 from mlr_core.evaluate import evaluate_method
+from mlr_core.methods.controls import DATAFREE_CONTROLS, T2I_PAL_CONTROLS
 from mlr_core.methods.registry import build_scorer
 from mlr_core.models.clip import load_clip
+from mlr_core.seeded_runs import evaluate_seeded_runs
 
-STAGES = {"evaluate_zsclip": None, "evaluate_zsclip_dpt": None, "evaluate_datafree": None,
-          "evaluate_prompts": lambda p: p.tai_dpt.variants, "evaluate_t2i_pal": lambda p: p.t2i_pal.seeds}
+STAGES = {"evaluate_zsclip": None, "evaluate_zsclip_dpt": None, "evaluate_datafree": None, "evaluate_t2i_pal": None,
+          "evaluate_prompts": lambda p: p.tai_dpt.variants}
 stage = stage_args(__doc__, lambda p: (p.add_argument("--features", default="data/features/test.parquet"),
                                        p.add_argument("--prompts-dir", default="data/prompts")), stages=STAGES)
 args, params = stage.args, stage.params
-# the stage's method (a registry name) and run name (its artifact, scores, metrics and plots)
-method, name = {"evaluate_zsclip": ("zsclip", "zsclip"), "evaluate_zsclip_dpt": ("zsclip_dpt", "zsclip_dpt"),
-                "evaluate_datafree": ("datafree", "datafree"), "evaluate_prompts": (stage.item, stage.item),
-                "evaluate_t2i_pal": ("t2i_pal", f"t2i_pal_s{stage.item}")}[stage.base]
 ev, mp = params.evaluate, params.model
 try:
     cache = FeatureCache(args.features)
     # The resolution is the features stage's choice; the weights and preprocessing must match the cache.
     clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision, cache.meta["image_size"])
     cache.require_fingerprint(clip.fingerprint)
-    artifact = None if method.startswith("zsclip") else f"{args.prompts_dir}/{name}.safetensors"
-    scorer = build_scorer(method, clip, cache.classes, params, artifact)
-    summary, _, _ = evaluate_method(cache, scorer, name=name, threshold=ev.threshold, top_k=ev.top_k,
-                                    scores_path=f"data/scores/{name}.parquet", metrics_path=f"metrics/{name}.json",
-                                    plots_dir="plots")
+    if stage.base in ("evaluate_zsclip", "evaluate_zsclip_dpt"):
+        name = stage.base.removeprefix("evaluate_")
+        summary, _, _ = evaluate_method(cache, build_scorer(name, clip, cache.classes, params), name=name,
+                                        threshold=ev.threshold, top_k=ev.top_k,
+                                        scores_path=f"data/scores/{name}.parquet", metrics_path=f"metrics/{name}.json",
+                                        plots_dir="plots")
+        results = {name: summary}
+    else:
+        method, runs, controls = {"evaluate_prompts": lambda: (stage.item, params.tai_dpt.runs, {}),
+                                  "evaluate_datafree": lambda: ("datafree", params.datafree.runs, DATAFREE_CONTROLS),
+                                  "evaluate_t2i_pal": lambda: ("t2i_pal", params.t2i_pal.runs, T2I_PAL_CONTROLS),
+                                  }[stage.base]()
+        results = {f"{method}/{run}": m for run, m in evaluate_seeded_runs(
+            method, runs, controls, clip, params, test_path=args.features, threshold=ev.threshold, top_k=ev.top_k,
+            prompts_dir=args.prompts_dir).items()}
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-print(f"{name}: mAP {summary['mAP']:.2f}  (metrics/{name}.json)")
+for name, summary in results.items():
+    print(f"{name}: mAP {summary['mAP']:.2f}  (metrics/{name}.json)")

@@ -13,7 +13,9 @@ from mlr_core.models.clip import load_clip
 from mlr_core.supervised import evaluate_runs, train_runs
 
 stage = stage_args(__doc__, lambda p: (p.add_argument("--budgets", default="data/budgets"),
-                                       p.add_argument("--features", help="trainval (train_*) or test (evaluate_*) cache")),
+                                       p.add_argument("--features", help="trainval (train_*) or test (evaluate_*) cache"),
+                                       p.add_argument("--trainval", default="data/features/trainval.parquet",
+                                                      help="evaluate_*: the validation part's features (thresholds)")),
                    stages={**image_supervised_stages("train"), **image_supervised_stages("evaluate")})
 args, params = stage.args, stage.params
 method, training = image_supervised_method(stage), stage.base.startswith("train_")
@@ -25,12 +27,14 @@ try:
     if training:
         results = train_runs(method, clip, params, budgets_dir=args.budgets, trainval_path=features)
     else:
-        results = evaluate_runs(method, clip, params, budgets_dir=args.budgets, test_path=features)
+        results = evaluate_runs(method, clip, params, budgets_dir=args.budgets, test_path=features,
+                                trainval_path=args.trainval)
 except (BudgetError, CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
 for run, r in results.items():
     if training:
-        print(f"{method} {run}: trained, last epoch {r}  (data/models/{method}/{run}.safetensors)")
+        print(f"{method} {run}: kept step {r['selected_step']} ({r['selected_on']} {r['selected_value']})  "
+              f"(data/models/{method}/{run}.safetensors)")
     else:
         zsl = f"  ZSL F1@3 {r['ZSL']['F1@3']:.2f}  GZSL F1@3 {r['GZSL']['F1@3']:.2f}" if "ZSL" in r else ""
         print(f"{method} {run}: mAP {r['mAP']:.2f}{zsl}  (metrics/{method}/{run}.json)")

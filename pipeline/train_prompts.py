@@ -1,27 +1,20 @@
-"""Stage train_prompts@<tai, tai_dpt>: TaI / TaI-DPT prompts from cached caption features
-(data/prompts/<variant>.safetensors, plots/train/<variant>.json)."""
+"""Stage train_prompts@<tai, tai_dpt>: TaI / TaI-DPT prompts from cached caption features, every run of
+tai_dpt.runs (data/prompts/<variant>/<run>.safetensors, plots/train/<variant>/<run>.json)."""
 import sys
 
 from _common import stage_args
 
 from mlr_core.cache import CacheMismatchError
-from mlr_core.io import atomic_write_json
-from mlr_core.methods.tai_dpt import train_tai_dpt
+from mlr_core.methods.tai_dpt import train_runs
 from mlr_core.models.clip import load_clip
-from mlr_core.train import OptimConfig
 
 stage = stage_args(__doc__, lambda p: p.add_argument("--captions", default="data/features/captions.parquet"),
                    stages={"train_prompts": lambda p: p.tai_dpt.variants})
-args, params, variant = stage.args, stage.params, stage.item
-mp, tp = params.model, params.tai_dpt
-optim = OptimConfig.from_section(tp)
+args, params, variant, mp = stage.args, stage.params, stage.item, stage.params.model
 try:
     clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision)
-    log = train_tai_dpt(clip, args.captions, f"data/prompts/{variant}.safetensors", variant=variant,
-                        n_ctx=tp.n_ctx, class_specific=tp.class_specific, init=tp.init, optim=optim,
-                        margin=tp.margin, scale=tp.scale, text_temperature=tp.text_temperature,
-                        heldout_fraction=tp.heldout_fraction, seed=tp.seed)
+    results = train_runs(variant, clip, params, caption_features=args.captions)
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
-atomic_write_json(f"plots/train/{variant}.json", log)
-print(f"prompts: data/prompts/{variant}.safetensors; last epoch {log[-1]}")
+for run, r in results.items():
+    print(f"{variant} {run}: kept step {r.selected_step} ({r.signal} {r.selected_value})")

@@ -92,7 +92,7 @@ def test_a_deleted_key_is_an_error_not_a_default(tmp_path):
     (changed("image_supervised.pvlr.runs", ["full_s0;touch pwned;#"]), "image_supervised.pvlr", "expected full_s<seed>"),
     (changed("image_supervised.dualcoop.runs", ["partial0_s0"]), "image_supervised.dualcoop", "1..100"),
     (changed("image_supervised.ensemble.partial_base", "tai_dpt;rm -rf x"), "image_supervised.ensemble.partial_base",
-     "pattern"),
+     "Input should be"),
 ])
 def test_bad_params_name_the_key(tmp_path, raw, key, what):
     with pytest.raises(ParamsError) as e:

@@ -102,15 +102,16 @@ def llm_outputs(clip, tmp_path_factory):
 def _train(clip, d, out, **kw):
     args = dict(cfg=HierarchyConfig(n_shared=2, n_partial=(2, 1), n_specific=1),
                 kinds=["attribute", "fine_attribute", "relationship"],
-                optim=OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=4, batch_size=32, schedule="step", milestones=(2,)),
+                optim=OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, batch_size=32, steps=16, warmup_steps=0,
+                                  eval_every=4, schedule="step", milestones=(0.5,)),
                 margin=1.0, scale=4.0, text_temperature=50.0, order_weight=0.2, order_temperature=0.1,
-                hand_template="a photo of a {}.", heldout_fraction=0.1, seed=0)
+                hand_template="a photo of a {}.", heldout_fraction=0.1, seed=0, hierarchy="llm", hierarchy_groups=(2, 3))
     args.update(kw)
     return train_datafree(clip, d / "features.parquet", d / "sentences.parquet", d / "subgroups.json", out, **args)
 
 
 def test_training_lowers_the_loss_and_round_trips(clip, llm_outputs, tmp_path):
-    log = _train(clip, llm_outputs, tmp_path / "p.safetensors")
+    log = _train(clip, llm_outputs, tmp_path / "p.safetensors").log
     assert log[-1]["train_loss"] < log[0]["train_loss"] and "heldout_text_mAP" in log[-1]
     prompts, meta = HierarchicalPrompts.load(tmp_path / "p.safetensors", clip)
     assert prompts.classnames == CLASSES and meta["method"] == "datafree" and meta["n_sentences"] == 120
@@ -130,3 +131,16 @@ def test_kinds_select_the_training_sentences(clip, llm_outputs, tmp_path):
     assert 0 < meta["n_sentences"] < 120
     with pytest.raises(ValueError, match="no sentence of these kinds"):
         _train(clip, llm_outputs, tmp_path / "s.safetensors", kinds=["nonsense"])
+
+
+def test_an_unusable_llm_hierarchy_falls_back_to_wordnet_and_says_so(clip, llm_outputs, tmp_path):
+    """The fixture's LLM grouping is one coarse group: unusable, so ``auto`` takes WordNet's hypernyms and the
+    artifact records which source each level came from."""
+    _train(clip, llm_outputs, tmp_path / "w.safetensors", hierarchy="auto")
+    prompts, meta = HierarchicalPrompts.load(tmp_path / "w.safetensors", clip)
+    assert meta["hierarchy"]["requested"] == "auto" and meta["hierarchy"]["sources"][0] != "llm"
+    coarse = meta["hierarchy"]["groups"][0]
+    assert all(len(g) >= 2 and set(g) <= set(CLASSES) for g in coarse)
+    _train(clip, llm_outputs, tmp_path / "l.safetensors", hierarchy="llm")
+    _, meta = HierarchicalPrompts.load(tmp_path / "l.safetensors", clip)
+    assert meta["hierarchy"]["sources"] == ["llm", "llm"] and meta["hierarchy"]["groups"][0] == [["circle", "square", "star"]]

@@ -18,22 +18,23 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "tinyworld": {"n_pretrain": 4, "n_corpus": 12, "n_trainval": 4, "n_test": 24, "image_size": 64},
     "features": {"batch_size": 8, "shard_size": 16, "num_workers": 0},
-    "tai_dpt": {"epochs": 2, "batch_size": 16, "n_ctx": 4},
+    "training": {"steps": 2, "warmup_steps": 0, "eval_every": 1},
+    "tai_dpt": {"batch_size": 16, "n_ctx": 4, "runs": ["s0"]},
     # the real bundled LLM, asked little: attribute sentences only, short replies, no retries
     "llm": {"kinds": ["attribute"], "max_retries": 0, "batch_size": 24,
             "counts": {"common_attributes": 2, "class_attributes": 2, "attributes_per_class": 1,
                        "fine_attributes": 1, "sentences_per_attribute": 2, "coarse_groups": 2, "fine_groups": 3,
                        "pairs_per_group": 1, "sentences_per_pair": 2},
             "sampling": {"max_new_tokens": 40, "temperature": 0.7, "top_p": 0.9, "repetition_penalty": 1.1}},
-    "datafree": {"epochs": 2, "n_shared": 2, "n_partial": [1, 1], "n_specific": 1, "kinds": ["attribute"]},
+    "datafree": {"runs": ["s0"], "n_shared": 2, "n_partial": [1, 1], "n_specific": 1, "kinds": ["attribute"]},
     "synthesis": {"per_class": 1, "steps": 2, "batch_size": 4, "shard_size": 8},
-    "t2i_pal": {"epochs": 1, "batch_size": 8, "n_ctx": 4, "seeds": [0]},
+    "t2i_pal": {"batch_size": 8, "n_ctx": 4, "runs": ["s0"]},
     "image_supervised": {
         "budgets": {"seeds": [0], "proportions": [0.5], "shots": [1], "val_fraction": 0.25},
-        "dualcoop": {"runs": ["partial50_s0"], "zeroshot_runs": ["zsl-tinyworld_15_5_s0"], "epochs": 1, "n_ctx": 4,
+        "dualcoop": {"runs": ["partial50_s0"], "zeroshot_runs": ["zsl-tinyworld_15_5_s0"], "n_ctx": 4,
                      "zeroshot_n_ctx": 4},
-        "pvlr": {"runs": ["full_s0"], "epochs": 1},
-        "coop": {"runs": ["shot1_s0"], "epochs": 1, "n_ctx": 4},
+        "pvlr": {"runs": ["full_s0"]},
+        "coop": {"runs": ["shot1_s0"], "n_ctx": 4},
     },
 }
 
@@ -180,11 +181,12 @@ def test_dvc_repro_end_to_end(project, first_run):
     assert ran_stages(first_run["output"]) == all_stages(project) - frozen_stages(project)
     test_cache = FeatureCache(project / "data" / "features" / "test.parquet")
     test = test_cache.read(columns=())
-    for method in ("zsclip", "zsclip_dpt", "tai", "tai_dpt", "datafree", "t2i_pal_s0"):
-        m = json.loads((project / "metrics" / f"{method}.json").read_text())
+    for name in ("zsclip", "zsclip_dpt", "tai/s0", "tai_dpt/s0", "datafree/s0", "t2i_pal/s0"):
+        method = name.split("/")[0]
+        m = json.loads((project / "metrics" / f"{name}.json").read_text())
         assert m["n_images"] == 24 and "F1@3" in m and "OF1" in m
         # the metric is the saved scores' mAP, recomputed with scikit-learn over the classes with a positive
-        ids, scores, meta = read_scores(project / "data" / "scores" / f"{method}.parquet")
+        ids, scores, meta = read_scores(project / "data" / "scores" / f"{name}.parquet")
         assert ids == test.image_ids and meta["classes"] == test_cache.classes
         aps = [average_precision_score(test.labels[:, c] == 1, scores[:, c]) for c in range(scores.shape[1])
                if (test.labels[:, c] == 1).any()]
@@ -192,7 +194,9 @@ def test_dvc_repro_end_to_end(project, first_run):
         # every metrics file says what produced it
         assert m["method"] == method and m["dataset"] == {"name": "tinyworld", "root": "data/tinyworld/benchmark"}
         assert m["model"]["arch"] == "tinyworld-RN" and len(m["model"]["weights_id"]) == 16
-        assert (project / "plots" / "pr_curve" / f"{method}.json").exists()
+        assert (project / "plots" / "pr_curve" / f"{name}.json").exists()
+        if "/" in name:  # a trained run records the budget it spent and what it kept
+            assert m["training"]["steps"] == 2 and m["run"] == "s0" and m["seed"] == 0
     # one stage per image-supervised method ran every run of it: each run's model, log, scores and metrics
     for method, run_name in (("dualcoop", "partial50_s0"), ("dualcoop", "zsl-tinyworld_15_5_s0"), ("pvlr", "full_s0"),
                              ("coop", "shot1_s0"), ("coop_dpt", "shot1_s0")):
@@ -203,7 +207,8 @@ def test_dvc_repro_end_to_end(project, first_run):
         assert m["run"] == run_name and m["method"] == method
     for name in ("tai_dpt+dualcoop_partial50_s0", "tai_dpt+coop_dpt_shot1_s0"):
         m = json.loads((project / "metrics" / "ensemble" / f"{name}.json").read_text())
-        assert m["base"] == "tai_dpt" and m["other"] == name.split("+")[1]
+        other, run_name = name.split("+")[1].split("_", 1) if "dualcoop" in name else ("coop_dpt", "shot1_s0")
+        assert m["base"] == "tai_dpt/s0" and m["other"] == f"{other}/{run_name}" and 0 <= m["weight"] <= 1
     shown = run(["dvc", "metrics", "show", "--json"], project)
     assert "zsclip_dpt.json" in shown
     assert undeclared_outputs(project) == []
@@ -239,10 +244,10 @@ def test_a_tracked_key_reruns_exactly_its_readers_and_an_untracked_one_nothing(p
         # runtime knobs: tracked by no stage
         ({"features": {"num_workers": 2}, "model": {"device": "cpu"}, "llm": {"timeout_s": 5.0, "concurrency": 1}},
          set()),
-        ({"evaluate": {"zeroshot": {"local_weight": 0.3}}}, {"evaluate_zsclip_dpt"}),
+        ({"evaluate": {"zeroshot": {"local_weight": 0.3}}}, {"evaluate_zsclip_dpt", "report"}),
         # a test-time TaI-DPT param re-evaluates the prompts without retraining them (and the ensembles built on
         # TaI-DPT's saved scores, which changed)
-        ({"tai_dpt": {"local_weight": 0.3}}, {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt", "ensemble"}),
+        ({"tai_dpt": {"local_weight": 0.3}}, {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt", "ensemble", "report"}),
     ]
     for changes, expected in cases:
         set_params(project, changes)
@@ -257,7 +262,7 @@ def test_a_tracked_key_reruns_exactly_its_readers_and_an_untracked_one_nothing(p
 
     twin_out, _ = twin_run.communicate()
     assert twin_run.returncode == 0, twin_out[-3000:]
-    assert ran_stages(twin_out) == {s for s in all_stages(twin) if s.startswith(("evaluate", "ensemble"))}
+    assert ran_stages(twin_out) == {s for s in all_stages(twin) if s.startswith(("evaluate", "ensemble", "report"))}
     zsl = json.loads((twin / "metrics" / "dualcoop" / "zsl-tinyworld_15_5_s0.json").read_text())
     assert "F1@1" in zsl["ZSL"] and zsl["known_labels"] > 0
 

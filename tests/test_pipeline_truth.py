@@ -227,7 +227,7 @@ def test_commands_carry_no_value_from_params(tmp_path, params):
     hostile["image_supervised"]["pvlr"]["runs"] = [f"full_s0{evil}"]
     hostile["image_supervised"]["coop"]["runs"] = [f"shot1_s0$(touch pwned){evil}"]
     hostile["image_supervised"]["ensemble"]["partial_base"] = f"tai_dpt{evil}"
-    hostile["t2i_pal"]["seeds"] = [f"0{evil}"]
+    hostile["t2i_pal"]["runs"] = [f"s0{evil}"]
     for stage in resolved_stages(_project(tmp_path, hostile)):
         assert "pwned" not in stage.cmd, stage.addressing
 
@@ -275,9 +275,9 @@ def _run_stage_args(monkeypatch, argv, stages, env_stage=None):
 def test_a_stage_finds_its_item_in_its_name(monkeypatch):
     stage = _run_stage_args(monkeypatch, [], {"train_prompts": lambda p: p.tai_dpt.variants}, "train_prompts@tai_dpt")
     assert (stage.name, stage.base, stage.item) == ("train_prompts@tai_dpt", "train_prompts", "tai_dpt")
-    stage = _run_stage_args(monkeypatch, ["--stage", "dvc.yaml:train_t2i_pal@1"],
-                            {"train_t2i_pal": lambda p: p.t2i_pal.seeds})
-    assert stage.item == 1
+    stage = _run_stage_args(monkeypatch, ["--stage", "dvc.yaml:train_coop@coop_dpt"],
+                            {"train_coop": lambda p: p.image_supervised.coop.variants})
+    assert stage.item == "coop_dpt"
 
 
 @pytest.mark.parametrize("name, why", [

@@ -90,10 +90,10 @@ def test_adapter_equations_match_a_loop_reference():
             t = F.normalize(text[i], dim=0)
             s = torch.stack([fk @ t for fk in f])  # S_ij
             h = torch.exp(s / cfg.tau) / torch.exp(s / cfg.tau).sum()  # Eq. 4
-            s_prime = (h * cfg.scale * s).sum()  # Eq. 3
+            s_prime = (h * s).sum()  # Eq. 3 (cosines, unscaled)
             big_h = sum(hk * fk for hk, fk in zip(h, f))  # H_i
             q = torch.exp(-cfg.beta * (1 - F.normalize(big_h, dim=0) @ F.normalize(protos[i], dim=0)))  # Eq. 5
-            ref[a, i] = cfg.alpha * q + s_prime  # Eq. 6
+            ref[a, i] = cfg.scale * (cfg.alpha * q + s_prime)  # Eq. 6, then the one logit scale
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
     # without an adapter the local logit is TaI-DPT's
     none = PalConfig(adapter="none", tau=0.1)
@@ -113,8 +113,9 @@ def test_fit_cycles_a_second_source_beside_the_first():
         seen.append(batch["aux"]["i"].tolist())
         return (w * batch["x"].sum() + w * batch["aux"]["i"].float().sum()) ** 2
 
-    fit(module, {"x": torch.arange(10.0)}, loss_fn, OptimConfig("sgd", lr=2e-3, weight_decay=5e-4, epochs=3, batch_size=4), seed=0, desc="t",
-        aux={"i": torch.arange(5)})
+    fit(module, {"x": torch.arange(10.0)}, loss_fn,
+        OptimConfig("sgd", lr=2e-3, weight_decay=5e-4, batch_size=4, steps=9, warmup_steps=0, eval_every=3), seed=0,
+        desc="t", aux={"i": torch.arange(5)})
     assert len(seen) == 9 and all(len(b) in (4, 1) for b in seen)
     flat = [i for b in seen for i in b]
     assert sorted(flat[:5]) == list(range(5)) and sorted(flat[5:10]) == list(range(5))  # each cycle covers it once
@@ -124,12 +125,18 @@ def test_fit_cycles_a_second_source_beside_the_first():
 def test_tiny_training_run_saves_loads_and_scores(clip, caches, tmp_path, train_on, adapter):
     captions, images = caches
     cfg = PalConfig(n_ctx=4, adapter=adapter)
-    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=5, batch_size=8)
-    kw = {"cfg": cfg, "train_on": train_on, "gamma": 0.2, "margin": 1.0, "optim": optim, "seed": 3}
-    log = train_t2i_pal(clip, captions, images, tmp_path / "p.safetensors", **kw)
+    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, batch_size=8, steps=40, warmup_steps=0,
+                        eval_every=8)
+    kw = {"cfg": cfg, "train_on": train_on, "gamma": 0.2, "margin": 1.0, "optim": optim, "seed": 3,
+          "heldout_fraction": 0.25, "local_weight": 0.5}
+    result = train_t2i_pal(clip, captions, images, tmp_path / "p.safetensors", **kw)
+    log = result.log
     assert len(log) == 5 and log[-1]["train_loss"] < log[0]["train_loss"]
+    signal = "heldout_text_mAP" if train_on == "captions" else "heldout_image_mAP"
+    assert result.signal == signal and result.selected_value == max(e[signal] for e in log)
     model, meta = T2IPal.load(tmp_path / "p.safetensors", clip)
     assert model.classnames == CLASSES and meta["train_on"] == train_on and meta["seed"] == 3
+    assert meta["training"]["selected_step"] == result.selected_step and meta["training"]["steps"] == 40
     assert (model.prototypes is None) == (adapter == "none")
     train_t2i_pal(clip, captions, images, tmp_path / "q.safetensors", **kw)
     again, _ = T2IPal.load(tmp_path / "q.safetensors", clip)

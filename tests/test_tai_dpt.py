@@ -27,11 +27,17 @@ def caption_cache(clip, tmp_path_factory):
 
 @pytest.mark.parametrize("variant", ["tai", "tai_dpt"])
 def test_training_lowers_the_loss_and_round_trips(clip, caption_cache, tmp_path, variant):
-    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=6, batch_size=32)
-    log = train_tai_dpt(clip, caption_cache, tmp_path / "p.safetensors", variant=variant, n_ctx=4,
+    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, batch_size=32, steps=18, warmup_steps=0,
+                        eval_every=3)
+    result = train_tai_dpt(clip, caption_cache, tmp_path / "p.safetensors", variant=variant, n_ctx=4,
                         class_specific=False, init=None, optim=optim, margin=1.0, scale=4.0, text_temperature=50.0,
                         heldout_fraction=0.1, seed=0)
-    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    log = result.log
+    assert log[-1]["train_loss"] < log[0]["train_loss"] and [e["step"] for e in log] == [3, 6, 9, 12, 15, 18]
+    # the kept weights are the best on the held-out captions (the first best on ties)
+    best = max(e["heldout_text_mAP"] for e in log)
+    assert result.selected_value == best
+    assert result.selected_step == next(e["step"] for e in log if e["heldout_text_mAP"] == best)
     prompts, meta = DoubleGrainedPrompts.load(tmp_path / "p.safetensors", clip)
     assert prompts.classnames == CLASSES and meta["variant"] == variant
     assert (prompts.ctx_local is None) == (variant == "tai")
@@ -63,9 +69,10 @@ def test_an_artifact_is_never_scored_with_another_model(clip, caption_cache, tmp
     from mlr_core.methods.registry import build_scorer
 
     root = Path(__file__).resolve().parents[1]
-    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, epochs=1, batch_size=32)
+    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, batch_size=32, steps=3, warmup_steps=0,
+                        eval_every=3)
     train_tai_dpt(clip, caption_cache, tmp_path / "p.safetensors", variant="tai_dpt", n_ctx=4, class_specific=False,
-                  init=None, optim=optim, margin=1.0, scale=4.0, text_temperature=50.0, heldout_fraction=0.0, seed=0)
+                  init=None, optim=optim, margin=1.0, scale=4.0, text_temperature=50.0, heldout_fraction=0.1, seed=0)
     params = load_params(root / "params.yaml")
     assert build_scorer("tai_dpt", clip, CLASSES, params, tmp_path / "p.safetensors").needs_dense
     other = load_clip("tinyworld-RN", str(root / "models" / "tinyworld-RN.safetensors"))

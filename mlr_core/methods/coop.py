@@ -48,10 +48,10 @@ class CoopModel:
         self.prompts.save(path, extra=extra)
 
 
-def train_coop(clip, classes: list[str], train: dict, val: dict, *, run, p, seed: int, evaluate_val,
+def train_coop(clip, classes: list[str], train: dict, val: dict, *, run, p, training, seed: int, evaluate_val,
                variant: str = "coop"):
     """Fit CoOp (``variant="coop"``, global prompt) or CoOp-DPT on the K-shot ``train`` tensors; ``p``: the coop
-    params. Returns (model, log)."""
+    params. Returns (model, FitResult), the model at its best validation mAP."""
     from mlr_core.train import OptimConfig, fit
 
     torch.manual_seed(seed)
@@ -59,12 +59,12 @@ def train_coop(clip, classes: list[str], train: dict, val: dict, *, run, p, seed
                                    seed=seed)
     model = CoopModel(prompts, scale=p.scale, image_temperature=p.image_temperature, local_weight=p.local_weight,
                       probability_scale=float(clip.model.logit_scale.exp().item()))
-    optim = OptimConfig.from_section(p)
-    log = fit(prompts, train,
-              lambda b: image_ranking_loss(prompts, b, scale=p.scale, image_temperature=p.image_temperature,
-                                           margin=p.margin),
-              optim, seed=seed, desc=f"train {variant} {run.name}", on_epoch_end=lambda e: evaluate_val(model.scorer()))
-    return model, log
+    result = fit(prompts, train,
+                 lambda b: image_ranking_loss(prompts, b, scale=p.scale, image_temperature=p.image_temperature,
+                                              margin=p.margin),
+                 OptimConfig.from_params(p, training), seed=seed, desc=f"train {variant} {run.name}",
+                 validate=lambda: evaluate_val(model.scorer()), select="val_mAP")
+    return model, result
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact):

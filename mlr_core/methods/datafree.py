@@ -18,7 +18,8 @@ anchors the learned classes' similarity structure to the hand-crafted prompts':
     L = rank(S^G) + rank(S^L) + lambda_1 * (KL(P_H || P_G) + KL(P_H || P_L)),   lambda_1 = 0.2
     test score = lambda_2 * S^G + (1 - lambda_2) * S^L,                             lambda_2 = 0.65
 
-with lr 0.002 decayed x0.1 after epochs 2 and 5, 10 epochs (paper Sec. 5.2).
+with lr 0.002 decayed x0.1 after epochs 2 and 5 of 10 (paper Sec. 5.2): here after 20 % and 50 % of the
+shared step budget (``training.steps``, :mod:`mlr_core.train`).
 """
 from __future__ import annotations
 
@@ -74,13 +75,22 @@ def group_index(subgroups: list[list[str]], classes: list[str]) -> tuple[int, ..
     return tuple(index)
 
 
-def load_subgroups(path: str | Path, classes: list[str], levels: int) -> tuple[tuple[int, ...], ...]:
-    """The LLM stage's subgroups JSON -> per level (coarse, fine, ...) each class's group index."""
+def load_subgroups(path: str | Path, classes: list[str], levels: int, *, source: str = "llm",
+                   n_groups: tuple[int, ...] = (), class_features: np.ndarray | None = None):
+    """Per level (coarse, fine) each class's group index, and the source each level came from: the LLM stage's
+    subgroups JSON as it is (``source="llm"``), or through :func:`mlr_core.text.hierarchy.resolve_hierarchy`
+    (``auto``: the LLM's level where usable, else WordNet's hypernyms, else clusters of ``class_features``;
+    ``wordnet``; ``embedding``) with ``n_groups[l]`` groups wanted at level l."""
+    from mlr_core.text.hierarchy import LEVEL_NAMES, resolve_hierarchy
+
     data = json.loads(Path(path).read_text())
-    names = ["coarse", "fine"]
-    if levels > len(names):
-        raise ValueError(f"datafree.n_partial has {levels} levels; the subgroups file has {names}")
-    return tuple(group_index([g["classes"] for g in data[name]], classes) for name in names[:levels])
+    if levels > len(LEVEL_NAMES):
+        raise ValueError(f"datafree.n_partial has {levels} levels; the subgroups file has {list(LEVEL_NAMES)}")
+    if len(n_groups) < levels:
+        raise ValueError(f"datafree.hierarchy_groups needs a group count for each of the {levels} levels")
+    groups, used = resolve_hierarchy(classes, source=source, llm_subgroups=data, n_groups=tuple(n_groups[:levels]),
+                                     class_features=class_features)
+    return tuple(group_index(g, classes) for g in groups), used, groups
 
 
 class HierarchicalContext(torch.nn.Module):
@@ -161,10 +171,13 @@ def select_kinds(sentences_path: str | Path, n_rows: int, kinds: list[str]) -> n
 def train_datafree(clip, sentence_features: str | Path, sentences: str | Path, subgroups: str | Path,
                    out_path: str | Path, *, cfg: HierarchyConfig, kinds: list[str], optim, margin: float, scale: float,
                    text_temperature: float, order_weight: float, order_temperature: float, hand_template: str,
-                   heldout_fraction: float, seed: int) -> list[dict]:
-    """Fit hierarchical prompts on the LLM sentences' cached features; save them; return the training log.
+                   heldout_fraction: float, seed: int, hierarchy: str = "llm", hierarchy_groups: tuple[int, ...] = ()):
+    """Fit hierarchical prompts on the LLM sentences' cached features; save them; return the
+    :class:`mlr_core.train.FitResult`.
 
-    As in TaI-DPT a seeded ``heldout_fraction`` of the sentences is only logged, never selected on.
+    As in TaI-DPT a seeded ``heldout_fraction`` of the sentences is held out: the validation signal on which
+    the kept weights are chosen. ``hierarchy`` / ``hierarchy_groups``: where the subgroups come from
+    (:func:`load_subgroups`); the sources used and the groups are recorded in the artifact.
     """
     from mlr_core.methods.zsclip import hand_crafted_text
     from mlr_core.train import fit
@@ -173,7 +186,12 @@ def train_datafree(clip, sentence_features: str | Path, sentences: str | Path, s
     keep = torch.from_numpy(select_kinds(sentences, len(tensors["labels"]), kinds))
     tensors = {k: v[keep] for k, v in tensors.items()}
     levels = len(cfg.counts()[1])
-    cfg = HierarchyConfig(**{**cfg.__dict__, "groups": load_subgroups(subgroups, classes, levels) if levels else ()})
+    index, sources, named = ((), [], [])
+    if levels:
+        features = hand_crafted_text(clip, classes, hand_template).numpy()
+        index, sources, named = load_subgroups(subgroups, classes, levels, source=hierarchy, n_groups=hierarchy_groups,
+                                               class_features=features)
+    cfg = HierarchyConfig(**{**cfg.__dict__, "groups": index})
 
     train, held = split_heldout(tensors, heldout_fraction, seed)
     torch.manual_seed(seed)
@@ -184,14 +202,37 @@ def train_datafree(clip, sentence_features: str | Path, sentences: str | Path, s
         return prompts.loss(batch, anchor, scale=scale, text_temperature=text_temperature, margin=margin,
                             order_weight=order_weight, order_temperature=order_temperature)
 
-    def on_epoch_end(epoch):
-        return heldout_log(prompts, held, loss_fn, scale, text_temperature)
-
-    log = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train datafree ({cfg.layout})",
-              on_epoch_end=on_epoch_end)
+    result = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train datafree ({cfg.layout}, seed {seed})",
+                 validate=lambda: heldout_log(prompts, held, loss_fn, scale, text_temperature),
+                 select="heldout_text_mAP")
     prompts.save(out_path, extra={"method": "datafree", "model_weights": clip.weights_id, "seed": seed,
-                                  "kinds": list(kinds), "n_sentences": len(tensors["labels"])})
-    return log
+                                  "kinds": list(kinds), "n_sentences": len(tensors["labels"]),
+                                  "hierarchy": {"requested": hierarchy, "sources": list(sources),
+                                                "groups": [list(map(list, g)) for g in named]},
+                                  "training": result.record()})
+    return result
+
+
+def train_runs(clip, params, *, sentence_features: str | Path, llm_dir: str | Path, out_dir: str | Path = "data/prompts",
+               plots_dir: str | Path = "plots") -> dict:
+    """Every run of ``datafree.runs`` (seeds, then the layout / order-loss controls) under the ``training``
+    budget."""
+    from mlr_core.methods.controls import DATAFREE_CONTROLS
+    from mlr_core.seeded_runs import train_seeded_runs
+    from mlr_core.train import OptimConfig
+
+    def one(run, p, out_path):
+        optim = OptimConfig.from_params(p, params.training, schedule="step", milestones=tuple(p.milestones))
+        cfg = HierarchyConfig(layout=p.layout, n_shared=p.n_shared, n_partial=tuple(p.n_partial),
+                              n_specific=p.n_specific, use_local=p.use_local)
+        return train_datafree(clip, sentence_features, Path(llm_dir) / "sentences.parquet",
+                              Path(llm_dir) / "subgroups.json", out_path, cfg=cfg, kinds=p.kinds, optim=optim,
+                              margin=p.margin, scale=p.scale, text_temperature=p.text_temperature,
+                              order_weight=p.order_weight, order_temperature=p.order_temperature,
+                              hand_template=p.hand_template, heldout_fraction=p.heldout_fraction, seed=run.seed,
+                              hierarchy=p.hierarchy, hierarchy_groups=tuple(p.hierarchy_groups))
+
+    return train_seeded_runs("datafree", params.datafree, DATAFREE_CONTROLS, one, out_dir=out_dir, plots_dir=plots_dir)
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path):

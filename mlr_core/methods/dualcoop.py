@@ -113,11 +113,12 @@ class DualCoOp(torch.nn.Module):
         return model
 
 
-def train_dualcoop(clip, classes: list[str], train: dict, val: dict, *, run, p, seed: int, evaluate_val):
+def train_dualcoop(clip, classes: list[str], train: dict, val: dict, *, run, p, training, seed: int, evaluate_val):
     """Fit DualCoOp on the budget ``train`` tensors (``dense``, ``labels``); ``p``: the dualcoop params.
 
     Zero-shot runs (``run.kind == "zsl"``) use shared contexts of ``zeroshot_n_ctx`` tokens; their unseen
-    labels are -1 in the budget, so the unseen classes never contribute to the loss. Returns (model, log)."""
+    labels are -1 in the budget, so the unseen classes never contribute to the loss. Returns (model, FitResult),
+    the model at its best validation mAP."""
     from mlr_core.train import OptimConfig, fit
 
     zsl = run.kind == "zsl"
@@ -125,11 +126,11 @@ def train_dualcoop(clip, classes: list[str], train: dict, val: dict, *, run, p, 
                          region_scale=p.region_scale, logit_scale=p.logit_scale)
     torch.manual_seed(seed)
     model = DualCoOp(clip, classes, cfg, seed=seed)
-    optim = OptimConfig.from_section(p)
     asl = p.asl
-    log = fit(model, train, lambda b: model.loss(b, asl.gamma_pos, asl.gamma_neg, asl.clip), optim, seed=seed,
-              desc=f"train dualcoop {run.name}", on_epoch_end=lambda e: evaluate_val(model.scorer()))
-    return model, log
+    result = fit(model, train, lambda b: model.loss(b, asl.gamma_pos, asl.gamma_neg, asl.clip),
+                 OptimConfig.from_params(p, training), seed=seed, desc=f"train dualcoop {run.name}",
+                 validate=lambda: evaluate_val(model.scorer()), select="val_mAP")
+    return model, result
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path):

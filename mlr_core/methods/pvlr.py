@@ -133,7 +133,9 @@ class PVLR(nn.Module):
 
     def loss(self, batch: dict, *, gamma_pos: float, gamma_neg: float, clip: float, kcr_weight: float) -> torch.Tensor:
         logits, kcr = self(batch["dense"])
-        return asymmetric_loss(torch.sigmoid(logits), batch["labels"], gamma_pos, gamma_neg, clip) + kcr_weight * kcr
+        # the paper's L = (1/C) sum_c ASL_c + lambda KCR: the class mean keeps lambda = 4 meaningful
+        return (asymmetric_loss(torch.sigmoid(logits), batch["labels"], gamma_pos, gamma_neg, clip, class_mean=True)
+                + kcr_weight * kcr)
 
     def scorer(self) -> "PvlrScorer":
         return PvlrScorer(self)
@@ -184,33 +186,22 @@ class Ema:
                 v.mul_(d).add_(src[k].detach(), alpha=1 - d)
 
 
-def train_pvlr(clip, classes: list[str], train: dict, val: dict, *, run, p, seed: int, evaluate_val):
+def train_pvlr(clip, classes: list[str], train: dict, val: dict, *, run, p, training, seed: int, evaluate_val):
     """Fit PVLR on the budget ``train`` tensors (``dense``, ``labels``); ``p``: the pvlr params. Returns
-    (model, log); the returned model holds the EMA weights when ``p.ema_decay > 0``."""
+    (model, FitResult); the returned model holds the EMA weights when ``p.ema_decay > 0`` (what is validated,
+    selected on and scored)."""
     from mlr_core.train import OptimConfig, fit
 
     model = PVLR(clip, classes, PvlrConfig(p.hard_prompt, p.n_ctx, p.num_heads), seed=seed)
     ema = Ema(model, p.ema_decay) if p.ema_decay > 0 else None
-    optim = OptimConfig.from_section(p)
     asl = p.asl
-
-    stepped = {"pending": False}  # an optimiser step the EMA has not seen yet (fit has no per-step hook)
-
-    def loss_fn(batch):
-        if ema is not None and stepped["pending"]:
-            ema.update(model)
-        stepped["pending"] = True  # fit steps the optimiser right after this loss
-        return model.loss(batch, gamma_pos=asl.gamma_pos, gamma_neg=asl.gamma_neg, clip=asl.clip,
-                          kcr_weight=p.kcr_weight)
-
-    def on_epoch_end(epoch):
-        if ema is not None and stepped["pending"]:
-            ema.update(model)
-        stepped["pending"] = False
-        return evaluate_val((ema.shadow if ema is not None else model).scorer())
-
-    log = fit(model, train, loss_fn, optim, seed=seed, desc=f"train pvlr {run.name}", on_epoch_end=on_epoch_end)
-    return (ema.shadow if ema is not None else model), log
+    scored = ema.shadow if ema is not None else model
+    result = fit(model, train, lambda b: model.loss(b, gamma_pos=asl.gamma_pos, gamma_neg=asl.gamma_neg,
+                                                     clip=asl.clip, kcr_weight=p.kcr_weight),
+                 OptimConfig.from_params(p, training), seed=seed, desc=f"train pvlr {run.name}",
+                 validate=lambda: evaluate_val(scored.scorer()), select="val_mAP", keep=scored,
+                 on_step=None if ema is None else lambda: ema.update(model))
+    return scored, result
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path) -> PvlrScorer:

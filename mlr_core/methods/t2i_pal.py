@@ -6,20 +6,24 @@ Everything trains on cached features (caption features from the text_features st
 features from the features stage run on the synthesis stage's folder); the frozen text tower runs only for
 the prompts. With ``f^g`` a global feature (caption EOT / image attention pool) and ``f_j`` its local
 features (caption tokens / image regions), class-specific global and local prompts give class features
-``G`` and ``L`` (C, D) and, all vectors unit-normalised,
+``G`` and ``L`` (C, D) and, all vectors unit-normalised (the paper's eqs. 2-6, then one logit scale):
 
-    s_i   = scale * cos(f^g, G_i)                                    (global logit)
+    s_i   = cos(f^g, G_i)                                            (global similarity)
     h_ij  = softmax_j(cos(f_j, L_i) / tau)                           (class-wise heat map)
-    s'_i  = sum_j h_ij * scale * cos(f_j, L_i)                       (local logit)
+    s'_i  = sum_j h_ij cos(f_j, L_i)                                 (local similarity)
     H_i   = sum_j h_ij f_j                                           (class-attended local feature)
     q_i   = exp(-beta (1 - cos(H_i, A_i)))                           (affinity to the learnable prototype A_i)
-    s~'_i = alpha q_i + s'_i                                         (local logit of the prompt-adapter)
-    L_*   = ranking(s, y) + ranking(s~', y)     for * in {img, text}
+    s~'_i = alpha q_i + s'_i                                         (local score of the prompt-adapter, eq. 6)
+    L_*   = ranking(scale * s, y) + ranking(scale * s~', y)     for * in {img, text}
     L     = gamma L_img + (1 - gamma) L_text
 
-``A`` (C x D) is one matrix shared by the image and text branches. Ablations (params): ``train_on``
-images / captions only, ``adapter`` none (alpha q dropped) or global (q from ``f^g`` added to the global
-logit instead of the local one). At test: ``(1 - w) s + w s~'`` on the test image features.
+The scale multiplies the sum, so ``alpha q`` keeps the paper's weight against the cosine ``s'``. ``A`` (C x D)
+is one matrix shared by the image and text branches, initialised with the initial local class embeddings
+``L`` (so that q starts as a meaningful affinity; random prototypes give q ~ exp(-beta) for every class).
+Controls (:data:`mlr_core.methods.controls.T2I_PAL_CONTROLS`): ``train_on`` images / captions only,
+``adapter`` none (alpha q dropped) or global (q of ``f^g`` added to the global score instead of the local
+one). At test: ``(1 - w) scale s + w scale s~'`` on the test image features. The validation signal is the
+mAP of held-out synthetic images (held-out captions' text-as-image mAP when trained on captions only).
 """
 from __future__ import annotations
 
@@ -64,22 +68,23 @@ def affinity(features: torch.Tensor, prototypes: torch.Tensor, beta: float) -> t
 
 def adapted_global_logits(global_: torch.Tensor, text_global: torch.Tensor, prototypes: torch.Tensor | None,
                           cfg: PalConfig) -> torch.Tensor:
-    """(N, C) global logits; with the global-adapter ablation, + alpha q of the global feature."""
-    s = global_logits(global_, text_global, cfg.scale)
+    """(N, C) global logits scale * s; with the global-adapter control, scale * (s + alpha q) of the global feature."""
+    s = global_logits(global_, text_global, 1.0)
     if prototypes is not None and cfg.adapter == "global":
         s = s + cfg.alpha * affinity(global_, prototypes, cfg.beta)
-    return s
+    return cfg.scale * s
 
 
 def adapted_local_logits(local: torch.Tensor, mask: torch.Tensor | None, text_local: torch.Tensor,
                          prototypes: torch.Tensor | None, cfg: PalConfig) -> torch.Tensor:
-    """(N, C) local logits s~' = alpha q + s' of (N, J, D) local features (s' alone without a local adapter)."""
+    """(N, C) local logits scale * s~' = scale * (alpha q + s') of (N, J, D) local features (scale * s' without a
+    local adapter)."""
     heat, cos = class_heatmap(local, text_local, 1.0 / cfg.tau, mask)
-    s = (heat * cfg.scale * cos).sum(-1)
+    s = (heat * cos).sum(-1)
     if prototypes is not None and cfg.adapter == "local":
         attended = torch.einsum("ncj,njd->ncd", heat, F.normalize(local.float(), dim=-1))
         s = s + cfg.alpha * affinity(attended, prototypes, cfg.beta)
-    return s
+    return cfg.scale * s
 
 
 class T2IPal(torch.nn.Module):
@@ -94,10 +99,9 @@ class T2IPal(torch.nn.Module):
         shape = (n_cls, cfg.n_ctx, width) if cfg.class_specific else (cfg.n_ctx, width)
         self.ctx_global = torch.nn.Parameter(torch.randn(shape, generator=gen) * 0.02)
         self.ctx_local = torch.nn.Parameter(torch.randn(shape, generator=gen) * 0.02)
-        with torch.no_grad():
-            dim = self.encoder(self.ctx_global).shape[-1]
-        self.prototypes = (torch.nn.Parameter(torch.randn(n_cls, dim, generator=gen) * 0.02)
-                           if cfg.adapter != "none" else None)
+        with torch.no_grad():  # A starts at the initial local class embeddings L (module docstring)
+            init = F.normalize(self.encoder(self.ctx_local).float(), dim=-1)
+        self.prototypes = torch.nn.Parameter(init.clone()) if cfg.adapter != "none" else None
 
     def class_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(self.ctx_global), self.encoder(self.ctx_local)
@@ -165,15 +169,18 @@ def load_image_features(path: str | Path, fingerprint: str, classes: list[str]) 
 
 
 def train_t2i_pal(clip, caption_features: str | Path, image_features: str | Path | None, out_path: str | Path, *,
-                  cfg: PalConfig, train_on: str, gamma: float, margin: float, optim, seed: int) -> list[dict]:
-    """Fit T2I-PAL on cached caption and synthetic-image features; save it; return the training log.
+                  cfg: PalConfig, train_on: str, gamma: float, margin: float, optim, heldout_fraction: float,
+                  local_weight: float, seed: int):
+    """Fit T2I-PAL on cached caption and synthetic-image features; save it; return the
+    :class:`mlr_core.train.FitResult`.
 
-    ``train_on="both"``: each step takes ``optim.batch_size`` captions and as many synthetic images; an epoch
-    is one pass over the larger of the two, the smaller is cycled; ``"images"`` / ``"captions"``: that
-    source alone.
-    Fixed schedule, no model selection.
+    A seeded ``heldout_fraction`` of the captions and of the synthetic images is held out; the validation
+    signal is the held-out images' mAP under the test-time scoring (``local_weight``), or the held-out
+    captions' when ``train_on="captions"``. ``train_on="both"``: each step takes ``optim.batch_size`` captions
+    and as many synthetic images; ``"images"`` / ``"captions"``: that source alone.
     """
-    from mlr_core.methods.tai_dpt import load_caption_features
+    from mlr_core.methods.tai_dpt import load_caption_features, split_heldout
+    from mlr_core.metrics import multilabel_metrics
     from mlr_core.train import fit
 
     if train_on not in ("both", "images", "captions"):
@@ -181,35 +188,57 @@ def train_t2i_pal(clip, caption_features: str | Path, image_features: str | Path
     captions, classes = load_caption_features(caption_features, clip.fingerprint)
     captions = {"global": captions["global"], "local": captions["tokens"], "mask": captions["mask"],
                 "labels": captions["labels"]}
-    images = None
+    captions, held_captions = split_heldout(captions, heldout_fraction, seed)
+    images = held_images = None
     if train_on != "captions":
         if image_features is None:
             raise ValueError("train_on needs synthetic image features")
-        images = load_image_features(image_features, clip.fingerprint, classes)
+        images, held_images = split_heldout(load_image_features(image_features, clip.fingerprint, classes),
+                                            heldout_fraction, seed)
     torch.manual_seed(seed)
     model = T2IPal(clip, classes, cfg, seed=seed)
 
+    held, signal = (held_captions, "heldout_text_mAP") if images is None else (held_images, "heldout_image_mAP")
+
+    def validate() -> dict:
+        scores, _ = model.scorer(local_weight=local_weight, probability_scale=1.0)(
+            held["global"], held["local"], held.get("mask"))
+        return {signal: round(multilabel_metrics(scores.numpy(), held["labels"].numpy(), top_k=())["mAP"], 3)}
+
     sources = {"captions": captions, "images": images}
-    if train_on == "both":  # an epoch is one pass over the larger source; the other is cycled beside it
-        first = max(("captions", "images"), key=lambda k: len(sources[k]["labels"]))
-        second = "images" if first == "captions" else "captions"
-        primary, aux = sources[first], sources[second]
-    else:
-        primary, aux = sources[train_on], None
+    primary, aux = (captions, images) if train_on == "both" else (sources[train_on], None)
 
     def loss_fn(batch):
         feats = model.class_features()
         if train_on != "both":
             return model.branch_loss(batch, feats, margin)
-        by_name = {first: batch, second: batch["aux"]}
-        return (gamma * model.branch_loss(by_name["images"], feats, margin)
-                + (1 - gamma) * model.branch_loss(by_name["captions"], feats, margin))
+        return (gamma * model.branch_loss(batch["aux"], feats, margin)
+                + (1 - gamma) * model.branch_loss(batch, feats, margin))
 
-    log = fit(model, primary, loss_fn, optim, seed=seed, desc=f"train t2i_pal (seed {seed})", aux=aux)
+    result = fit(model, primary, loss_fn, optim, seed=seed, desc=f"train t2i_pal (seed {seed})", aux=aux,
+                 validate=validate, select=signal)
     model.save(out_path, extra={"train_on": train_on, "gamma": gamma, "model_weights": clip.weights_id,
                                 "seed": seed, "n_captions": len(captions["labels"]),
-                                "n_images": 0 if images is None else len(images["labels"])})
-    return log
+                                "n_images": 0 if images is None else len(images["labels"]),
+                                "training": result.record()})
+    return result
+
+
+def train_runs(clip, params, *, caption_features: str | Path, image_features: str | Path,
+               out_dir: str | Path = "data/prompts", plots_dir: str | Path = "plots") -> dict:
+    """Every run of ``t2i_pal.runs`` (seeds, then the controls) under the ``training`` budget."""
+    from mlr_core.methods.controls import T2I_PAL_CONTROLS
+    from mlr_core.seeded_runs import train_seeded_runs
+    from mlr_core.train import OptimConfig
+
+    def one(run, p, out_path):
+        cfg = PalConfig(n_ctx=p.n_ctx, class_specific=p.class_specific, adapter=p.adapter, alpha=p.alpha,
+                        beta=p.beta, tau=p.tau, scale=p.scale)
+        return train_t2i_pal(clip, caption_features, image_features, out_path, cfg=cfg, train_on=p.train_on,
+                             gamma=p.gamma, margin=p.margin, optim=OptimConfig.from_params(p, params.training),
+                             heldout_fraction=p.heldout_fraction, local_weight=p.local_weight, seed=run.seed)
+
+    return train_seeded_runs("t2i_pal", params.t2i_pal, T2I_PAL_CONTROLS, one, out_dir=out_dir, plots_dir=plots_dir)
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path) -> PalScorer:

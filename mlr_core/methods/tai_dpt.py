@@ -134,7 +134,8 @@ def split_heldout(tensors: dict[str, torch.Tensor], fraction: float, seed: int):
 
 
 def heldout_log(prompts: DoubleGrainedPrompts, held: dict, loss_fn, scale: float, text_temperature: float) -> dict:
-    """The per-epoch log on held-out text: loss and text-as-image mAP (for the reader; nothing is selected)."""
+    """The validation signal on held-out text: its loss and its text-as-image mAP (``heldout_text_mAP``, what
+    the kept weights are chosen on)."""
     from mlr_core.metrics import multilabel_metrics
 
     if not len(held["labels"]):
@@ -144,16 +145,17 @@ def heldout_log(prompts: DoubleGrainedPrompts, held: dict, loss_fn, scale: float
     if t_local is not None:
         scores = 0.5 * scores + 0.5 * local_logits(held["tokens"], t_local, scale, text_temperature, held["mask"])
     return {"heldout_loss": round(loss_fn(held).item(), 5),
-            "heldout_text_mAP": round(multilabel_metrics(scores.numpy(), held["labels"].numpy())["mAP"], 3)}
+            "heldout_text_mAP": round(multilabel_metrics(scores.numpy(), held["labels"].numpy(), top_k=())["mAP"], 3)}
 
 
 def train_tai_dpt(clip, caption_features: str | Path, out_path: str | Path, *, variant: str, n_ctx: int,
                   class_specific: bool, init: str | None, optim, margin: float, scale: float,
-                  text_temperature: float, heldout_fraction: float, seed: int) -> list[dict]:
-    """Fit TaI (``variant="tai"``) or TaI-DPT on cached caption features; save the prompts; return the log.
+                  text_temperature: float, heldout_fraction: float, seed: int):
+    """Fit TaI (``variant="tai"``) or TaI-DPT on cached caption features; save the prompts; return the
+    :class:`mlr_core.train.FitResult`.
 
-    A seeded ``heldout_fraction`` of the captions is kept out of training; its loss and its text-as-image
-    mAP are logged each epoch for the reader. Nothing is selected on them (fixed schedule).
+    A seeded ``heldout_fraction`` of the captions is kept out of training: the validation signal (its
+    text-as-image mAP), on which the kept weights are chosen (the budget rule, :mod:`mlr_core.train`).
     """
     from mlr_core.train import fit
 
@@ -166,12 +168,27 @@ def train_tai_dpt(clip, caption_features: str | Path, out_path: str | Path, *, v
     def loss_fn(batch):
         return prompts.text_loss(batch, scale, text_temperature, margin)
 
-    def on_epoch_end(epoch):
-        return heldout_log(prompts, held, loss_fn, scale, text_temperature)
+    result = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train {variant} (seed {seed})",
+                 validate=lambda: heldout_log(prompts, held, loss_fn, scale, text_temperature),
+                 select="heldout_text_mAP")
+    prompts.save(out_path, extra={"variant": variant, "model_weights": clip.weights_id, "seed": seed,
+                                  "training": result.record()})
+    return result
 
-    log = fit(prompts, train, loss_fn, optim, seed=seed, desc=f"train {variant}", on_epoch_end=on_epoch_end)
-    prompts.save(out_path, extra={"variant": variant, "model_weights": clip.weights_id, "seed": seed})
-    return log
+
+def train_runs(variant: str, clip, params, *, caption_features: str | Path, out_dir: str | Path = "data/prompts",
+               plots_dir: str | Path = "plots") -> dict:
+    """Every run of ``tai_dpt.runs`` (seeds) of ``variant`` (tai | tai_dpt) under the ``training`` budget."""
+    from mlr_core.seeded_runs import train_seeded_runs
+    from mlr_core.train import OptimConfig
+
+    def one(run, p, out_path):
+        return train_tai_dpt(clip, caption_features, out_path, variant=variant, n_ctx=p.n_ctx,
+                             class_specific=p.class_specific, init=p.init,
+                             optim=OptimConfig.from_params(p, params.training), margin=p.margin, scale=p.scale,
+                             text_temperature=p.text_temperature, heldout_fraction=p.heldout_fraction, seed=run.seed)
+
+    return train_seeded_runs(variant, params.tai_dpt, {}, one, out_dir=out_dir, plots_dir=plots_dir)
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path):
