@@ -1,6 +1,7 @@
 """The report: aggregation over seeds (against numpy), entry order, Markdown rows, the PNG figures (exist, open,
 fixed size, no metadata), byte-identical rebuilds, clear errors, and the CLI as a subprocess."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -227,15 +228,17 @@ def test_cli(tree, tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, str(ROOT / "pipeline/report.py"), "--metrics-dir", str(root / "metrics"),
            "--plots-dir", str(root / "plots"), "--out-json", str(out / "report.json"), "--out-md",
-           str(out / "report.md"), "--figures-dir", str(out / "figures")]
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+           str(out / "report.md"), "--figures-dir", str(out / "figures"),
+           "--stage", "report", "--params", str(ROOT / "params.yaml")]
+    env = {**os.environ, "DVC_ROOT": str(ROOT)}
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "report.json").read_text()) == report
     assert (out / "report.md").read_bytes() == (root / "out1/report.md").read_bytes()
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(FIGURE_SIZES)
 
     cmd[3] = str(tmp_path / "missing")
-    failed = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    failed = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
     assert failed.returncode != 0
     assert failed.stderr.startswith("error: ") and "missing" in failed.stderr
     assert "Traceback" not in failed.stderr
