@@ -69,3 +69,23 @@ assert open_clip.model.HFTextEncoder.__init__.__globals__["AutoConfig"] is trans
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_open_clip_is_imported_without_torch_dynamo_and_torchvision_ops_still_run():
+    """torchvision's import-time ``from torch._dynamo.utils import is_compile_supported`` meets a stand-in (another
+    second of every stage's start); the real module comes in the first time an roi op, or anything else, needs it."""
+    code = """
+import sys
+import torch
+import mlr_core.models
+assert "torch._dynamo" not in sys.modules and "torch._dynamo.utils" not in sys.modules
+from torchvision.ops import roi_align
+out = roi_align(torch.arange(64.).view(1, 1, 8, 8), [torch.tensor([[0., 0., 4., 4.]])], output_size=1, aligned=True)
+assert out.item() == 13.5  # the mean of 8 * row + column over rows 0-3, columns 0-3
+assert sys.modules["torchvision.ops.roi_align"].is_compile_supported("cpu")  # the stand-in's helper, delegating
+assert "torch._dynamo.utils" in sys.modules and type(sys.modules["torch._dynamo.utils"]).__name__ == "module"
+import torch._dynamo
+assert torch.compile(lambda x: x + 1)(torch.ones(2)).tolist() == [2.0, 2.0]
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-2000:]

@@ -5,17 +5,42 @@ open_clip's package import pulls in ``transformers`` (about 1.5 s of every stage
 Hugging Face text towers and CoCa's caption generation, which no project config and none of RN50 / RN101 /
 ViT-B-32 use. So, unless something imported ``transformers`` already, open_clip is imported with it hidden,
 and :func:`require_hf_support` loads it for an architecture that needs it (an ``hf_model_name`` text tower).
+Likewise torchvision (which open_clip imports) takes one helper from ``torch._dynamo.utils`` at import time,
+and importing ``torch._dynamo`` costs another 1.2 s; it gets a stand-in that imports the real module the first
+time an roi op calls it (no project model does; ``torch.compile`` and everything else import the real one).
 """
 import importlib
 import sys
+import types
 from pathlib import Path
 
-if "open_clip" not in sys.modules and "transformers" not in sys.modules:
-    sys.modules["transformers"] = None  # `import transformers` raises ImportError: open_clip's optional path
+
+def _lazy_dynamo_utils() -> types.ModuleType:
+    """A stand-in for ``torch._dynamo.utils`` whose one name torchvision takes at import time
+    (``is_compile_supported``, called only when an roi op runs) imports the real module on first call."""
+    stand_in = types.ModuleType("torch._dynamo.utils")
+
+    def is_compile_supported(*args, **kwargs):
+        from torch._dynamo.utils import is_compile_supported as real  # the stand-in is gone by then
+
+        return real(*args, **kwargs)
+
+    stand_in.is_compile_supported = is_compile_supported
+    return stand_in
+
+
+if "open_clip" not in sys.modules:
+    hidden = {}
+    if "transformers" not in sys.modules:
+        hidden["transformers"] = None  # `import transformers` raises ImportError: open_clip's optional path
+    if "torch._dynamo" not in sys.modules:
+        hidden["torch._dynamo.utils"] = _lazy_dynamo_utils()
+    sys.modules.update(hidden)
     try:
         import open_clip
     finally:
-        del sys.modules["transformers"]
+        for name in hidden:
+            del sys.modules[name]
 import open_clip  # noqa: E402
 
 CONFIG_DIR = Path(__file__).parent / "configs"
