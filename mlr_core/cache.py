@@ -46,6 +46,32 @@ class ImageReadError(RuntimeError):
     """An image file is missing or cannot be decoded."""
 
 
+def to_rgb8(im: Image.Image) -> Image.Image:
+    """Any PIL image as the 8-bit RGB the encoder takes, upright.
+
+    EXIF orientation is applied; 16-bit and 32-bit integer modes (``I;16*``, ``I``) are scaled from their range to
+    8 bits (``convert("RGB")`` would clip them to white); float (``F``) images in [0, 1] are scaled by 255, others
+    clipped to [0, 255]; modes with transparency (``LA``, ``RGBA``, ``PA``, ``P`` with a transparent colour) are
+    composited onto white; CMYK, YCbCr, L, 1 and P convert as PIL does.
+    """
+    from PIL import ImageOps
+
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        a = np.asarray(im, dtype=np.float64)
+        if im.mode == "F":
+            a = a * 255.0 if a.size and np.nanmax(a) <= 1.0 else a
+        elif im.mode.startswith("I;16") or (a.size and a.max() > 255):
+            a = a / 257.0 if a.size and a.max() <= 65535 else a * (255.0 / max(a.max(), 1))
+        gray = np.clip(np.nan_to_num(np.rint(a)), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if im.mode in ("LA", "RGBA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
 class _ImageFiles(torch.utils.data.Dataset):
     """Decodes and preprocesses images; an unreadable one yields its error instead of a tensor."""
 
@@ -58,7 +84,7 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, i):
         try:
             with Image.open(self.paths[i]) as im:
-                return i, self.transform(im.convert("RGB")), None
+                return i, self.transform(to_rgb8(im)), None
         except Exception as e:  # noqa: BLE001 - any decoder error becomes one clear message naming the file
             return i, None, f"cannot read image {self.paths[i]}: {type(e).__name__}: {e}"
 
@@ -78,8 +104,26 @@ def _image_list_hash(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
+def _labels_and_files_digest(ids: Sequence[str], labels: np.ndarray, paths: Sequence[Path] | None = None):
+    """``digest(lo, hi)``: what determines the bytes of items lo:hi besides the model (their ids, label rows and,
+    for images, the files' contents): a resumed shard is reused only while it is unchanged."""
+
+    def digest(lo: int, hi: int) -> str:
+        h = hashlib.sha256()
+        for i in range(lo, hi):
+            h.update(ids[i].encode() + b"\0" + np.ascontiguousarray(labels[i], dtype=np.int8).tobytes())
+            if paths is not None:
+                try:
+                    h.update(hashlib.sha256(Path(paths[i]).read_bytes()).digest())
+                except OSError:
+                    h.update(b"unreadable")  # reported (or refused) by name when the shard is encoded
+        return h.hexdigest()
+
+    return digest
+
+
 def _write_sharded(out_path: Path, ids: Sequence[str], state: dict, shard_size: int, encode_shard, meta: dict,
-                   processes, unit: str) -> Path:
+                   processes, unit: str, shard_inputs) -> Path:
     """The image and text caches on :class:`mlr_core.shards.ShardedWork`.
 
     ``encode_shard(lo, hi, bar)`` returns the Parquet table of items ``lo:hi``; ``state`` identifies the
@@ -87,7 +131,7 @@ def _write_sharded(out_path: Path, ids: Sequence[str], state: dict, shard_size: 
     """
     state = {**state, "items": _image_list_hash(ids), "n": len(ids), "shard_size": shard_size}
     work = ShardedWork(out_path.with_name(out_path.name + ".partial"), state, n_items=len(ids),
-                       shard_size=shard_size, processes=processes, what="feature cache")
+                       shard_size=shard_size, processes=processes, what="feature cache", shard_inputs=shard_inputs)
     todo = work.todo()
     bar = tqdm(total=sum(hi - lo for lo, hi in map(work.bounds, todo)), desc=f"encode {out_path.name}", unit=unit)
     for k in todo:
@@ -153,7 +197,8 @@ def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, bat
 
     state = {"fingerprint": clip.fingerprint, "classes": data.classes}
     meta = {**(extra_meta or {}), **_model_meta(clip), "classes": data.classes}
-    return _write_sharded(Path(out_path), data.image_ids, state, shard_size, encode_shard, meta, processes, "img")
+    return _write_sharded(Path(out_path), data.image_ids, state, shard_size, encode_shard, meta, processes, "img",
+                          _labels_and_files_digest(data.image_ids, data.targets, data.paths))
 
 
 def write_text_feature_cache(texts: Sequence[str], ids: Sequence[str], labels: np.ndarray, classes: list[str], clip,
@@ -188,7 +233,8 @@ def write_text_feature_cache(texts: Sequence[str], ids: Sequence[str], labels: n
 
     state = {"fingerprint": clip.fingerprint, "classes": classes, "texts": _image_list_hash(texts)}
     meta = {**(extra_meta or {}), **_model_meta(clip), "classes": classes, "kind": "text"}
-    return _write_sharded(Path(out_path), ids, state, shard_size, encode_shard, meta, processes, "text")
+    return _write_sharded(Path(out_path), ids, state, shard_size, encode_shard, meta, processes, "text",
+                          _labels_and_files_digest(ids, labels))
 
 
 def merge_shards(shards: Sequence[Path], out_path: Path, meta: dict) -> None:

@@ -156,7 +156,14 @@ class ZeroShotParams(_Section):
 class EvaluateParams(_Section):
     zeroshot: ZeroShotParams
     threshold: float = Field(ge=0, le=1, description="on probabilities, for CP/CR/CF1 and OP/OR/OF1")
-    top_k: list[int] = Field(description="k of the top-k metrics (P@k, R@k, F1@k)")
+    top_k: list[int] = Field(description="k of the top-k metrics (P@k, R@k, F1@k); each within 1..C")
+
+    @field_validator("top_k")
+    @classmethod
+    def _positive_distinct(cls, v):
+        if any(k < 1 for k in v) or len(set(v)) != len(v):
+            raise ValueError(f"expected distinct k >= 1, got {v}")
+        return v
 
 
 class CaptionSource(_Section):

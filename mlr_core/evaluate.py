@@ -73,6 +73,14 @@ def read_scores(path: str | Path) -> tuple[list[str], np.ndarray, dict]:
     return table.column("image_id").to_pylist(), scores.astype(np.float64), meta
 
 
+def check_top_k(top_k: list[int], classes: list[str]) -> None:
+    """evaluate.top_k must lie within 1..C for a dataset of C classes (checked before any scoring)."""
+    bad = [k for k in top_k if not 1 <= k <= len(classes)]
+    if bad:
+        raise ValueError(f"evaluate.top_k={list(top_k)}: {bad} outside 1..{len(classes)} (the dataset has "
+                         f"{len(classes)} classes)")
+
+
 def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.ndarray, classes: list[str], *,
                     threshold: float, top_k: list[int], metrics_path: str | Path, plots_dir: str | Path,
                     plot_name: str, info: dict, class_thresholds: np.ndarray | None = None) -> dict:
@@ -84,6 +92,7 @@ def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.n
 
     The plots go to ``{plots_dir}/ap_per_class/{plot_name}.json`` and ``{plots_dir}/pr_curve/{plot_name}.json``:
     one folder per kind of plot, which dvc.yaml declares once (with its template) at the top level."""
+    check_top_k(top_k, classes)
     m = MultilabelMetrics(len(classes), threshold=threshold, top_k=tuple(top_k))
     m.update(scores, targets, probabilities)
     result = m.compute()
@@ -111,6 +120,7 @@ def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float,
 
     Returns (metrics, scores, targets). The metrics hold ``method`` (``name``), ``info`` and the cache's
     :func:`provenance`; the plots are named ``plot_name`` (default: ``name``)."""
+    check_top_k(top_k, cache.classes)
     ids, scores, probs, targets = score_cache(cache, scorer)
     origin = provenance(cache)
     write_scores(scores_path, ids, cache.classes, scores, origin)

@@ -4,8 +4,11 @@
 Items ``0..n-1`` are cut into shards of ``shard_size``; process ``r`` of ``p`` does shards ``r, r + p, ...``
 and writes each one atomically into a work folder (``<output>.partial``) beside the output. A killed run
 resumes with the shards already on disk, but only if the work folder's ``state.json`` (what identifies the
-inputs: model, item list, config) equals the new run's: shards of other inputs are never mixed in. The
-caller assembles the output from the shards once every process is done.
+inputs: model, item list, config) equals the new run's: shards of other inputs are never mixed in. With
+``shard_inputs`` (a digest of what determines shard ``k``'s bytes: e.g. its items' labels and file contents),
+each shard is also kept only if the digest written beside it equals the digest of today's inputs, so an input
+that changed under the same item list (a relabelled manifest, an edited image) is redone. A work folder that
+is discarded says so in one line. The caller assembles the output from the shards once every process is done.
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -58,14 +61,16 @@ class ShardedWork:
     folder and its ``state.json`` on the main process, and waits for everyone.
     """
 
-    def __init__(self, work: Path, state: dict, *, n_items: int, shard_size: int, processes=None, what: str):
+    def __init__(self, work: Path, state: dict, *, n_items: int, shard_size: int, processes=None, what: str,
+                 shard_inputs=None):
         self.dir, self.n_items, self.shard_size = Path(work), n_items, shard_size
         self.processes = processes or SingleProcess()
-        self.what = what
+        self.what, self.shard_inputs = what, shard_inputs
         self.n_shards = math.ceil(n_items / shard_size)
         state_file = self.dir / "state.json"
         if self.processes.is_main_process:
             if self.dir.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
+                print(f"{what}: discarding {self.dir}, left by a run with other inputs")
                 shutil.rmtree(self.dir)  # shards of other inputs must never be mixed in
             self.dir.mkdir(parents=True, exist_ok=True)
             if not state_file.exists():
@@ -75,6 +80,22 @@ class ShardedWork:
     def shard_path(self, k: int) -> Path:
         return self.dir / f"shard-{k:05d}.parquet"
 
+    def _inputs_path(self, k: int) -> Path:
+        return self.dir / f"shard-{k:05d}.inputs"
+
+    def _is_current(self, k: int) -> bool:
+        """Shard ``k`` is on disk and (with ``shard_inputs``) was made from today's inputs; a stale one is removed."""
+        if not self.shard_path(k).exists():
+            return False
+        if self.shard_inputs is None:
+            return True
+        recorded = self._inputs_path(k).read_text() if self._inputs_path(k).exists() else None
+        if recorded == self.shard_inputs(*self.bounds(k)):
+            return True
+        print(f"{self.what}: shard {k} was made from other inputs (labels or file contents changed): redoing it")
+        self.shard_path(k).unlink()
+        return False
+
     def bounds(self, k: int) -> tuple[int, int]:
         """Items ``lo:hi`` of shard ``k``."""
         return k * self.shard_size, min(self.n_items, (k + 1) * self.shard_size)
@@ -83,12 +104,15 @@ class ShardedWork:
         """This process's shards not yet on disk (says so when it resumes)."""
         p = self.processes
         mine = [k for k in range(self.n_shards) if k % p.num_processes == p.process_index]
-        todo = [k for k in mine if not self.shard_path(k).exists()]
+        todo = [k for k in mine if not self._is_current(k)]
         if len(todo) < len(mine):
             print(f"{self.what}: resuming, {len(mine) - len(todo)} of {len(mine)} shards already done")
         return todo
 
     def write(self, k: int, table: pa.Table, **parquet_options) -> None:
+        if self.shard_inputs is not None:  # the digest first: a shard never stands on disk without its digest
+            with atomic_path(self._inputs_path(k)) as tmp:
+                Path(tmp).write_text(self.shard_inputs(*self.bounds(k)))
         with atomic_path(self.shard_path(k)) as tmp:
             pq.write_table(table, tmp, **parquet_options)
 

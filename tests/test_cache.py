@@ -58,7 +58,7 @@ def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         write_feature_cache(world, clip, out, batch_size=2, shard_size=4)
     assert not out.exists()  # nothing that looks finished
-    assert sorted(p.name for p in (tmp_path / "test.parquet.partial").glob("shard-*")) == ["shard-00000.parquet"]
+    assert sorted(p.name for p in (tmp_path / "test.parquet.partial").glob("shard-*.parquet")) == ["shard-00000.parquet"]
 
     counted = {"n": 0}
 
@@ -73,6 +73,65 @@ def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, mo
     straight = write_feature_cache(world, clip, tmp_path / "straight.parquet", batch_size=2, shard_size=4)
     a, b = FeatureCache(out).read(("global", "dense")), FeatureCache(straight).read(("global", "dense"))
     assert a.image_ids == b.image_ids and np.array_equal(a.global_, b.global_) and np.array_equal(a.dense, b.dense)
+
+
+def _killed_at_shard(monkeypatch, n_calls):
+    real = features_mod.encode_image_features
+    calls = {"n": 0}
+
+    def dying(model, images):
+        calls["n"] += 1
+        if calls["n"] == n_calls:
+            raise KeyboardInterrupt
+        return real(model, images)
+
+    monkeypatch.setattr(features_mod, "encode_image_features", dying)
+    return real
+
+
+@pytest.mark.parametrize("change", ["relabel", "edit_image"])
+def test_a_resume_redoes_the_shards_whose_labels_or_image_bytes_changed(world, clip, tmp_path, monkeypatch, capsys,
+                                                                        change):
+    """Same ids, same model, one input changed between the kill and the resume: the stale shard is redone and
+    the output equals a clean run on the new inputs byte for byte (before, the old labels / features stayed)."""
+    import dataclasses
+    import shutil
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    paths = []
+    for p in world.paths:
+        paths.append(folder / p.name)
+        shutil.copy(p, paths[-1])
+    data = dataclasses.replace(world, paths=paths, targets=world.targets.copy())
+    out = tmp_path / "test.parquet"
+    real = _killed_at_shard(monkeypatch, 5)  # shards 0 and 1 (batches of 2 in shards of 4) are done
+    with pytest.raises(KeyboardInterrupt):
+        write_feature_cache(data, clip, out, batch_size=2, shard_size=4)
+    monkeypatch.setattr(features_mod, "encode_image_features", real)
+    if change == "relabel":
+        data.targets[1] = 1 - data.targets[1]  # an image of shard 0
+    else:
+        Image.open(world.paths[3]).transpose(Image.FLIP_LEFT_RIGHT).save(paths[3])
+    capsys.readouterr()
+    write_feature_cache(data, clip, out, batch_size=2, shard_size=4)
+    said = capsys.readouterr().out
+    assert "shard 0 was made from other inputs" in said and "shard 1 was" not in said
+    assert "resuming, 1 of 3 shards already done" in said
+    clean = write_feature_cache(data, clip, tmp_path / "clean.parquet", batch_size=2, shard_size=4)
+    assert out.read_bytes() == clean.read_bytes()
+
+
+def test_a_work_folder_of_other_inputs_is_discarded_with_a_notice(world, clip, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "test.parquet"
+    real = _killed_at_shard(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt):
+        write_feature_cache(world, clip, out, batch_size=2, shard_size=4)
+    monkeypatch.setattr(features_mod, "encode_image_features", real)
+    capsys.readouterr()
+    write_feature_cache(world.select(range(8)), clip, out, batch_size=2, shard_size=4)  # another image list
+    assert "discarding" in capsys.readouterr().out and not (tmp_path / "test.parquet.partial").exists()
+    assert FeatureCache(out).read(()).image_ids == world.image_ids[:8]
 
 
 def test_unreadable_image_is_reported_and_skipped_or_stops_the_stage(world, clip, tmp_path, capsys):
@@ -112,3 +171,53 @@ def test_text_cache_holds_eot_and_valid_tokens(clip, tmp_path):
     np.testing.assert_allclose(full.dense[1, :n].astype(np.float32), ref.tokens[1, :n].numpy(), atol=3e-3)
     assert not full.dense[2, int(ref.lengths[2]):].any()
     assert np.array_equal(full.labels, labels)
+
+
+def _modes_of(reference: Image.Image) -> dict:
+    """The reference 8-bit image in other PIL modes, each holding the same picture."""
+    gray = np.asarray(reference.convert("L"))
+    rgb = np.asarray(reference)
+    opaque = np.full(gray.shape, 255, np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 3  # rotated 180 degrees: the stored pixels are upside down
+    rotated = reference.rotate(180)
+    return {
+        "I;16": (Image.fromarray(gray.astype(np.uint16) * 257), reference.convert("L").convert("RGB")),
+        "I": (Image.fromarray(gray.astype(np.int32) * 257, "I"), reference.convert("L").convert("RGB")),
+        "F": (Image.fromarray(gray.astype(np.float32) / 255.0, "F"), reference.convert("L").convert("RGB")),
+        "CMYK": (reference.convert("CMYK"), reference.convert("CMYK").convert("RGB")),
+        "LA": (Image.fromarray(np.stack([gray, opaque], -1), "LA"), reference.convert("L").convert("RGB")),
+        "RGBA": (Image.fromarray(np.dstack([rgb, opaque]), "RGBA"), reference),
+        "P": (reference.quantize(64), reference.quantize(64).convert("RGB")),
+        "exif": (rotated, reference, exif),
+    }
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "CMYK", "LA", "RGBA", "P", "exif"])
+def test_every_image_mode_decodes_to_the_reference_picture(tmp_path, mode):
+    """Each mode, written to disk and read back as the encoder gets it, against the 8-bit reference (a 16-bit PNG
+    used to come out blank white)."""
+    from mlr_core.cache import to_rgb8
+
+    yy, xx = np.mgrid[0:32, 0:48]
+    reference = Image.fromarray(np.stack([xx * 5, yy * 7, (xx + yy) * 3], -1).astype(np.uint8), "RGB")
+    image, expected, *exif = _modes_of(reference)[mode]
+    path = tmp_path / ("x.tiff" if mode in ("F", "I", "CMYK") else "x.png")
+    image.save(path, **({"exif": exif[0]} if exif else {}))
+    with Image.open(path) as im:
+        got = np.asarray(to_rgb8(im), dtype=np.int16)
+    assert got.shape == (32, 48, 3)
+    assert np.abs(got - np.asarray(expected, dtype=np.int16)).max() <= 1, mode
+    assert got.std() > 10  # a picture, not a flat field
+
+
+def test_transparent_pixels_are_composited_onto_white():
+    from mlr_core.cache import to_rgb8
+
+    im = Image.new("RGBA", (4, 4), (10, 20, 30, 0))
+    im.putpixel((0, 0), (10, 20, 30, 255))
+    out = np.asarray(to_rgb8(im))
+    assert out[0, 0].tolist() == [10, 20, 30] and out[3, 3].tolist() == [255, 255, 255]
+    p = im.convert("P")  # palette with a transparent colour
+    p.info["transparency"] = p.getpixel((3, 3))
+    assert np.asarray(to_rgb8(p))[3, 3].tolist() == [255, 255, 255]

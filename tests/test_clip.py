@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlr_core.models.clip import WeightsUnavailableError, fetch_checkpoint, load_clip, model_info
+from mlr_core.models.clip import (CheckpointError, WeightsUnavailableError, fetch_checkpoint, load_clip, model_info,
+                                  write_random_checkpoint)
+from mlr_core.models.features import encode_image_features, resize_grid_pos_embed
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,3 +91,62 @@ assert torch.compile(lambda x: x + 1)(torch.ones(2)).tolist() == [2.0, 2.0]
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def _pos_embed(model):
+    visual = model.visual
+    return (visual.attnpool.positional_embedding if hasattr(visual, "attnpool") else visual.positional_embedding).detach()
+
+
+@pytest.mark.parametrize("arch", ["tinyworld-RN", "RN50", "ViT-B-32", pytest.param("RN101", marks=pytest.mark.slow)])
+def test_a_checkpoint_loads_at_any_resolution(tmp_path, arch):
+    """Weights load at their native size, then the positional embedding is re-gridded to features.image_size: at
+    the native size nothing changes; at 448 px the dense map is 14x14 and the global feature is the re-gridded
+    model's own forward (which before this raised a state-dict size mismatch)."""
+    ckpt = write_random_checkpoint(arch, tmp_path / f"{arch}.safetensors")
+    base = load_clip(arch, str(ckpt), "cpu")
+    native = load_clip(arch, str(ckpt), "cpu", image_size=base.image_size)
+    assert native.fingerprint == base.fingerprint and torch.equal(_pos_embed(native.model), _pos_embed(base.model))
+    big = load_clip(arch, str(ckpt), "cpu", image_size=448)
+    assert big.image_size == 448 and big.fingerprint != base.fingerprint and big.weights_id == base.weights_id
+    old = _pos_embed(base.model)
+    side = int(round((old.shape[0] - 1) ** 0.5))
+    assert torch.equal(_pos_embed(big.model), resize_grid_pos_embed(old, (side, side), (14, 14)))
+    from PIL import Image
+
+    image = big.preprocess(Image.new("RGB", (500, 400), (120, 30, 200)))
+    assert image.shape == (3, 448, 448)
+    x = torch.randn(2, 3, 448, 448, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        feats = encode_image_features(big.model, x)
+        own = big.model.encode_image(x)
+    assert feats.grid == (14, 14) and feats.dense.shape[1] == 196
+    torch.testing.assert_close(feats.global_, own)
+
+
+def test_bad_checkpoints_name_model_pretrained(tmp_path):
+    good = write_random_checkpoint("tinyworld-RN", tmp_path / "good.safetensors")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x80\x02not a pickle at all" * 50)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    for path, arch in ((corrupt, "tinyworld-RN"), (truncated, "tinyworld-RN"), (good, "RN50")):
+        with pytest.raises(CheckpointError, match=rf"model.pretrained='{path}': not a loadable {arch} checkpoint") as e:
+            load_clip(arch, str(path), "cpu")
+        assert "Traceback" not in str(e.value) and len(str(e.value)) < 800
+        assert isinstance(e.value, ValueError)  # what every stage script turns into a one-line error
+
+
+def test_model_names_typos_get_suggestions_and_hub_names_fail_fast_offline(monkeypatch):
+    with pytest.raises(ValueError, match="did you mean RN50") as e:
+        load_clip("rn50", None, "cpu")
+    assert "model.arch='rn50'" in str(e.value)
+    with pytest.raises(ValueError, match="did you mean ViT-B-32"):
+        load_clip("ViT-B32", None, "cpu")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsUnavailableError, match="model.arch='hf-hub:someone/some-clip'.*HF_HUB_OFFLINE"):
+        load_clip("hf-hub:someone/some-clip", None, "cpu")
+    with pytest.raises(ValueError, match="set model.pretrained to null"):
+        load_clip("hf-hub:someone/some-clip", "models/x.pt", "cpu")
+    with pytest.raises(ValueError, match="expected hf-hub:<organisation>/<repository>"):
+        load_clip("hf-hub:nothing", None, "cpu")

@@ -89,6 +89,8 @@ def test_a_deleted_key_is_an_error_not_a_default(tmp_path):
     (changed("tai_dpt.variants", ["tai", "magic"]), "tai_dpt.variants.1", "tai_dpt"),
     (changed("model.precision", "fp8"), "model.precision", "fp32"),
     (changed("features.splits", ["test", "test"]), "features.splits", "duplicate"),
+    (changed("evaluate.top_k", [0]), "evaluate.top_k", "k >= 1"),
+    (changed("evaluate.top_k", [-2, 3]), "evaluate.top_k", "k >= 1"),
     (changed("image_supervised.pvlr.runs", ["full_s0;touch pwned;#"]), "image_supervised.pvlr", "expected full_s<seed>"),
     (changed("image_supervised.dualcoop.runs", ["partial0_s0"]), "image_supervised.dualcoop", "1..100"),
     (changed("image_supervised.ensemble.partial_base", "tai_dpt;rm -rf x"), "image_supervised.ensemble.partial_base",
@@ -116,3 +118,11 @@ def test_missing_and_malformed_files(tmp_path):
         load_params(write(tmp_path, "features: [\n"))
     with pytest.raises(ParamsError, match="mapping"):
         load_params(write(tmp_path, yaml.safe_dump([1, 2])))
+
+
+def test_top_k_beyond_the_class_count_is_refused_before_scoring():
+    from mlr_core.evaluate import check_top_k
+
+    check_top_k([1, 20], [f"c{i}" for i in range(20)])
+    with pytest.raises(ValueError, match=r"evaluate.top_k=\[3, 50\]: \[50\] outside 1..20"):
+        check_top_k([3, 50], [f"c{i}" for i in range(20)])

@@ -428,6 +428,14 @@ def test_prompt_encoder_reproduces_hand_written_prompts(models, name):
     assert torch.equal(full.lengths.cpu(), expected_len)
 
 
+def test_a_context_longer_than_the_text_tower_names_the_bound(models):
+    model, tokenizer, _ = models["tiny-rn"]  # a 32-token text context
+    PromptTextEncoder(model, tokenizer, CLASSNAMES, n_ctx=20)
+    with pytest.raises(ValueError, match=r"n_ctx=40: .* needs \d+ of the text tower's 32; set the method's n_ctx "
+                                         r"\(tai_dpt.n_ctx.*to at most \d+"):
+        PromptTextEncoder(model, tokenizer, CLASSNAMES, n_ctx=40)
+
+
 def test_prompt_encoder_gradients_and_no_clip_parameters(models):
     model, tokenizer, _ = models["tiny-rn"]
     enc = PromptTextEncoder(model, tokenizer, CLASSNAMES, n_ctx=4)

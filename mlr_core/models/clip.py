@@ -23,6 +23,7 @@ from typing import Callable
 
 import open_clip
 import torch
+from open_clip.transform import PreprocessCfg, image_transform_v2
 
 from mlr_core.io import file_sha256
 from mlr_core.models import require_hf_support
@@ -30,6 +31,57 @@ from mlr_core.models import require_hf_support
 
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights are neither on disk nor downloadable from here."""
+
+
+class CheckpointError(ValueError):
+    """``model.pretrained`` names a file that is not a loadable checkpoint of ``model.arch``."""
+
+
+def native_image_size(arch: str) -> int:
+    """The input resolution ``arch``'s config (and so its checkpoints) are made for."""
+    size = (open_clip.get_model_config(arch) or {}).get("vision_cfg", {}).get("image_size", 224)
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def regrid_visual(model: torch.nn.Module, image_size: int) -> None:
+    """Make a loaded CLIP's image tower take ``image_size`` inputs: the positional embedding of the ResNet
+    attention pool or of the ViT patch grid is resized (open_clip's bicubic recipe,
+    :func:`mlr_core.models.features.resize_grid_pos_embed`), as open_clip does for a ViT checkpoint loaded at
+    another size, and the tower's size and preprocessing config follow."""
+    from open_clip.modified_resnet import ModifiedResNet
+    from open_clip.transformer import VisionTransformer
+
+    from mlr_core.models.features import resize_grid_pos_embed
+
+    visual = model.visual
+    if isinstance(visual, ModifiedResNet) and getattr(visual, "attnpool", None) is not None:
+        pool = visual.attnpool
+        side = int(round((pool.positional_embedding.shape[0] - 1) ** 0.5))
+        new = image_size // 32
+        pos = resize_grid_pos_embed(pool.positional_embedding.detach(), (side, side), (new, new))
+        pool.positional_embedding = torch.nn.Parameter(pos, requires_grad=False)
+        visual.image_size = image_size
+    elif isinstance(visual, VisionTransformer):
+        patch = visual.patch_size[0] if isinstance(visual.patch_size, (tuple, list)) else visual.patch_size
+        new = (image_size // patch, image_size // patch)
+        pos = resize_grid_pos_embed(visual.positional_embedding.detach(), tuple(visual.grid_size), new)
+        visual.positional_embedding = torch.nn.Parameter(pos, requires_grad=False)
+        visual.grid_size, visual.image_size = new, (image_size, image_size)
+    else:
+        raise ValueError(f"features.image_size={image_size}: the {type(visual).__name__} image tower cannot be "
+                         f"re-gridded from its native size; set features.image_size to null")
+    size = visual.preprocess_cfg.get("size")
+    visual.preprocess_cfg = {**visual.preprocess_cfg,
+                             "size": (image_size, image_size) if isinstance(size, (tuple, list)) else image_size}
+
+
+def _bad_checkpoint(arch: str, pretrained: str, error: Exception) -> str:
+    detail = " ".join(str(error).split())
+    if len(detail) > 300:
+        detail = detail[:300] + " ..."
+    return (f"model.pretrained={pretrained!r}: not a loadable {arch} checkpoint ({type(error).__name__}: {detail}); "
+            f"expected an open_clip state dict of model.arch={arch} (.pt / .bin / .safetensors, e.g. written by "
+            f"`python -m mlr_core.models.clip fetch` or `random`)")
 
 
 @dataclass
@@ -80,6 +132,26 @@ def _tag_is_cached(cfg: dict) -> bool:
     return bool(url) and (Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)).is_file()
 
 
+HF_HUB_PREFIX = "hf-hub:"
+
+
+def _check_hub_model_available(arch: str) -> None:
+    """An ``hf-hub:`` model offline: fail at once unless its files are in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = arch[len(HF_HUB_PREFIX):].strip("/")
+    if not repo or repo.count("/") != 1:
+        raise ValueError(f"model.arch={arch!r}: expected {HF_HUB_PREFIX}<organisation>/<repository>")
+    if isinstance(try_to_load_from_cache(repo, "open_clip_config.json"), str):
+        return
+    where = ("HF_HUB_OFFLINE is set" if _hf_offline() else
+             "huggingface.co cannot be reached" if not _reachable("huggingface.co") else None)
+    if where:
+        raise WeightsUnavailableError(
+            f"model.arch={arch!r}: the repository's files are not in the local Hugging Face cache and {where}. "
+            f"Fetch them once on a machine with internet (huggingface-cli download {repo}) and copy the cache here.")
+
+
 def _check_weights_available(arch: str, tag: str) -> None:
     cfg = open_clip.get_pretrained_cfg(arch, tag)
     if not cfg or _tag_is_cached(cfg):
@@ -101,10 +173,16 @@ def _check_weights_available(arch: str, tag: str) -> None:
 def load_clip(arch: str, pretrained: str | None, device: str = "auto", precision: str = "fp32",
               image_size: int | None = None) -> LoadedClip:
     """Build a frozen open_clip CLIP from params; see the module docstring for ``pretrained``."""
-    if arch not in open_clip.list_models():
-        raise ValueError(_unknown_arch(arch))
     weights_id: str
-    if pretrained is None:
+    if arch.startswith(HF_HUB_PREFIX):  # config and weights from a Hugging Face repo, as open_clip takes them
+        if pretrained is not None:
+            raise ValueError(f"model.pretrained={pretrained!r}: an {HF_HUB_PREFIX} model.arch brings its own "
+                             f"weights; set model.pretrained to null")
+        _check_hub_model_available(arch)
+        weights_id = arch
+    elif arch not in open_clip.list_models():
+        raise ValueError(_unknown_arch(arch))
+    elif pretrained is None:
         weights_id = "random-init"
     elif pretrained in open_clip.list_pretrained_tags_by_model(arch):
         _check_weights_available(arch, pretrained)
@@ -119,9 +197,23 @@ def load_clip(arch: str, pretrained: str | None, device: str = "auto", precision
         weights_id = f"sha256:{file_sha256(path)}"
     dev = resolve_device(device)
     require_hf_support(arch)
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        arch, pretrained=pretrained, precision=precision, device=dev,
-        **({"force_image_size": image_size} if image_size else {}))
+    native = None if arch.startswith(HF_HUB_PREFIX) else native_image_size(arch)
+    # Weights load at their own resolution; another features.image_size re-grids the positional embeddings
+    # after loading (below). Random weights are simply built at the requested size.
+    loads_weights = pretrained is not None or arch.startswith(HF_HUB_PREFIX)
+    regrid = loads_weights and image_size is not None and (image_size != native or arch.startswith(HF_HUB_PREFIX))
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            arch, pretrained=pretrained, precision=precision, device=dev,
+            **({"force_image_size": image_size} if image_size and not regrid else {}))
+    except WeightsUnavailableError:
+        raise
+    except Exception as e:  # open_clip, torch and safetensors each raise their own kinds for a bad file
+        raise CheckpointError(_bad_checkpoint(arch, pretrained, e)) from e
+    if regrid:
+        regrid_visual(model, image_size)
+        preprocess = image_transform_v2(PreprocessCfg(**model.visual.preprocess_cfg),
+                                        is_train=False)
     model.eval().requires_grad_(False)
     size = model.visual.image_size
     size = size[0] if isinstance(size, (tuple, list)) else int(size)
@@ -176,8 +268,14 @@ def fetch_checkpoint(arch: str, tag: str, out: str | Path) -> Path:
 
 
 def _unknown_arch(arch: str) -> str:
-    return (f"model.arch={arch!r} is not an open_clip architecture; known: "
-            f"{', '.join(open_clip.list_models()[:12])}, ... (open_clip.list_models())")
+    import difflib
+
+    known = open_clip.list_models()
+    by_lower = {name.lower(): name for name in known}
+    close = [by_lower[m] for m in difflib.get_close_matches(arch.lower(), list(by_lower), n=3, cutoff=0.6)]
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return (f"model.arch={arch!r} is not an open_clip architecture; {hint}{len(known)} are known "
+            f"(python -c 'import open_clip; print(open_clip.list_models())')")
 
 
 def main(argv: list[str] | None = None) -> None:

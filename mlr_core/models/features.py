@@ -400,6 +400,17 @@ class PromptTextEncoder(nn.Module):
 
         prompts = [" ".join([placeholder] * self.n_ctx) + " " + name + "." for name in self.classnames]
         token_ids = _tokenize(tokenizer, prompts)
+        # the tokenizer silently truncates a prompt longer than the context (losing the class name and EOT)
+        context = token_ids.shape[1]
+        names = _tokenize(tokenizer, [name + "." for name in self.classnames])
+        name_len = max(_content_span(tower, tokenizer, row)[1] - _content_span(tower, tokenizer, row)[0]
+                       for row in names)
+        if self.n_ctx + name_len + 2 > context:
+            raise ValueError(
+                f"n_ctx={self.n_ctx}: with the longest class name ({name_len} tokens) and the start / end tokens the "
+                f"prompt needs {self.n_ctx + name_len + 2} of the text tower's {context}; set the method's n_ctx "
+                f"(tai_dpt.n_ctx, t2i_pal.n_ctx, datafree.n_*, image_supervised.<method>.n_ctx) to at most "
+                f"{context - name_len - 2}")
         ctx_start = _content_span(tower, tokenizer, token_ids[0])[0]
         window = token_ids[:, ctx_start:ctx_start + self.n_ctx]
         if window.shape[1] != self.n_ctx or not bool((window == ph_id).all()):
