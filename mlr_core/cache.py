@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +139,7 @@ def _write_sharded(out_path: Path, ids: Sequence[str], state: dict, shard_size: 
     work.processes.wait_for_everyone()
     if work.processes.is_main_process:
         merge_shards(work.shards(), out_path, meta)
-        shutil.rmtree(work.dir)
+        work.done()
     work.processes.wait_for_everyone()
     return out_path
 

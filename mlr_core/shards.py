@@ -8,7 +8,9 @@ inputs: model, item list, config) equals the new run's: shards of other inputs a
 ``shard_inputs`` (a digest of what determines shard ``k``'s bytes: e.g. its items' labels and file contents),
 each shard is also kept only if the digest written beside it equals the digest of today's inputs, so an input
 that changed under the same item list (a relabelled manifest, an edited image) is redone. A work folder that
-is discarded says so in one line. The caller assembles the output from the shards once every process is done.
+is discarded says so in one line. The caller assembles the output from the shards once every process is done,
+then calls :meth:`ShardedWork.done`. One run at a time writes an output: a second one (another ``dvc repro`` or a
+direct run of the stage script) is refused at once, naming the output, while the first holds ``<work>.lock``.
 
 Example:
     >>> import tempfile, pyarrow as pa
@@ -34,6 +36,25 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlr_core.io import atomic_path, atomic_write_json
+
+
+class OutputBusyError(ValueError):
+    """Another run is writing the same output (a ValueError: every stage script reports it as one line)."""
+
+
+def _exclusive_lock(path: Path, what: str):
+    """An open file holding an exclusive lock on ``path`` (released by the OS if the process dies)."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise OutputBusyError(f"{what}: another run is writing {path.with_suffix('')} now (it holds {path}); "
+                           f"wait for it to finish") from None
+    return handle
 
 
 class SingleProcess:
@@ -68,7 +89,9 @@ class ShardedWork:
         self.what, self.shard_inputs = what, shard_inputs
         self.n_shards = math.ceil(n_items / shard_size)
         state_file = self.dir / "state.json"
+        self._lock = None
         if self.processes.is_main_process:
+            self._lock = _exclusive_lock(self.dir.with_name(self.dir.name + ".lock"), what)
             if self.dir.exists() and (not state_file.exists() or json.loads(state_file.read_text()) != state):
                 print(f"{what}: discarding {self.dir}, left by a run with other inputs")
                 shutil.rmtree(self.dir)  # shards of other inputs must never be mixed in
@@ -79,6 +102,15 @@ class ShardedWork:
 
     def shard_path(self, k: int) -> Path:
         return self.dir / f"shard-{k:05d}.parquet"
+
+    def done(self) -> None:
+        """After the output is assembled (main process): remove what is left of the work folder and the lock."""
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        if self._lock is not None:
+            Path(self._lock.name).unlink(missing_ok=True)
+            self._lock.close()
+            self._lock = None
 
     def _inputs_path(self, k: int) -> Path:
         return self.dir / f"shard-{k:05d}.inputs"

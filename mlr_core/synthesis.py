@@ -255,4 +255,5 @@ def _assemble(sharded: ShardedWork, out_dir: Path, classes: list[str], state: di
         p.unlink()
     atomic_write_json(work / "summary.json", summary)
     replace_dir(work, out_dir)
+    sharded.done()
     return summary

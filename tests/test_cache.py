@@ -221,3 +221,46 @@ def test_transparent_pixels_are_composited_onto_white():
     p = im.convert("P")  # palette with a transparent colour
     p.info["transparency"] = p.getpixel((3, 3))
     assert np.asarray(to_rgb8(p))[3, 3].tolist() == [255, 255, 255]
+
+
+def test_a_second_run_on_the_same_output_is_refused_while_the_first_writes(world, clip, tmp_path):
+    from mlr_core.shards import OutputBusyError, ShardedWork
+
+    out = tmp_path / "test.parquet"
+    first = ShardedWork(tmp_path / "test.parquet.partial", {"other": "run"}, n_items=10, shard_size=4, what="feature cache")
+    with pytest.raises(OutputBusyError, match=r"another run is writing .*test.parquet.partial now"):
+        write_feature_cache(world, clip, out, batch_size=4, shard_size=4)
+    assert not out.exists() and (tmp_path / "test.parquet.partial" / "state.json").exists()  # first run's untouched
+    first.done()
+    write_feature_cache(world, clip, out, batch_size=4, shard_size=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["test.parquet"]  # no work folder, no lock file left
+
+
+def test_a_text_cache_resume_redoes_the_shard_whose_labels_changed(clip, tmp_path, monkeypatch, capsys):
+    from mlr_core.cache import write_text_feature_cache
+
+    texts = [f"a red star number {i}." for i in range(6)]
+    ids, classes = [f"c{i}" for i in range(6)], [f"k{i}" for i in range(20)]
+    labels = np.eye(6, 20, dtype=np.int8)
+    out = tmp_path / "text.parquet"
+    real = features_mod.encode_text_features
+    calls = {"n": 0}
+
+    def dying(model, tokens):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(model, tokens)
+
+    monkeypatch.setattr(features_mod, "encode_text_features", dying)
+    with pytest.raises(KeyboardInterrupt):
+        write_text_feature_cache(texts, ids, labels, classes, clip, out, batch_size=2, shard_size=2)
+    monkeypatch.setattr(features_mod, "encode_text_features", real)
+    labels[0, 5] = 1  # the same texts, relabelled: shard 0 is stale, shard 1 is not
+    capsys.readouterr()
+    write_text_feature_cache(texts, ids, labels, classes, clip, out, batch_size=2, shard_size=2)
+    said = capsys.readouterr().out
+    assert "shard 0 was made from other inputs" in said and "1 of 3 shards already done" in said
+    clean = write_text_feature_cache(texts, ids, labels, classes, clip, tmp_path / "clean.parquet", batch_size=2,
+                                     shard_size=2)
+    assert out.read_bytes() == clean.read_bytes()

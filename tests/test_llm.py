@@ -332,3 +332,80 @@ def test_bad_question_file_names_the_missing_templates(tmp_path):
     p.write_text("system: hi\ncommon_attributes: '{class_list}'\n")
     with pytest.raises(ValueError, match="class_attributes"):
         load_questions(p)
+
+
+class _HungServer(BaseHTTPRequestHandler):
+    """Accepts a request and never answers it (until the test ends)."""
+    release = threading.Event()
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        type(self).release.wait(30)
+
+
+class _EchoingKeyServer(BaseHTTPRequestHandler):
+    """Refuses the key, echoing it (and a long opaque token) in a long error body."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        auth = self.headers.get("Authorization", "")
+        body = f'{{"error": "invalid key {auth} for org tok_{"a" * 40} ' + "x" * 2000 + '"}'
+        self.send_response(401)
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+
+def _serve(handler):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/v1"
+
+
+def test_a_hung_server_fails_within_the_timeout_for_every_request_together():
+    """3 tries x timeout_s per request, and the pool waiting for the queued ones, used to add up to minutes."""
+    import time
+
+    _HungServer.release.clear()
+    server, url = _serve(_HungServer)
+    try:
+        b = OpenAIChatBackend(url, "m", sampling=SAMPLING, api_key_env=None, concurrency=2, timeout_s=1.5,
+                              transport_retries=2)
+        start = time.monotonic()
+        with pytest.raises(LLMUnavailableError, match=r"no answer within llm.timeout_s=1.5 s"):
+            b.generate([ChatRequest.user(f"q{i}", i) for i in range(8)], progress=False)
+        assert time.monotonic() - start < 1.5 + 1.0
+    finally:
+        _HungServer.release.set()
+        server.shutdown()
+
+
+def test_a_server_error_body_is_shortened_and_keys_are_scrubbed(monkeypatch):
+    monkeypatch.setenv("MY_LLM_KEY", "sk-secret-value-123")
+    server, url = _serve(_EchoingKeyServer)
+    try:
+        with pytest.raises(LLMUnavailableError, match="HTTP 401") as e:
+            OpenAIChatBackend(url, "m", sampling=SAMPLING, api_key_env="MY_LLM_KEY").generate(
+                [ChatRequest.user("x", 0)], progress=False)
+    finally:
+        server.shutdown()
+    msg = str(e.value)
+    assert "sk-secret" not in msg and "a" * 40 not in msg and "[key]" in msg and len(msg) < 400
+
+
+class _OddReplies(ScriptedLLM):
+    """Replies no parser can use (JSON nested past the recursion limit, not text at all) before a good one."""
+
+    def generate(self, requests):
+        out = super().generate(requests)
+        return ["[" * 100_000 + "]" * 100_000 if i % 3 == 0 else (None if i % 3 == 1 else {"x": 1})
+                for i in range(len(out))] if self.calls <= len(requests) else out
+
+
+def test_replies_that_cannot_be_parsed_count_as_unusable_and_are_asked_again(table, tmp_path):
+    rows, _, summary, _ = _run(_OddReplies(), tmp_path / "odd.jsonl", table)
+    assert summary["questions"]["common_attributes"]["retried"] >= 1
+    assert len(rows) > 0

@@ -31,6 +31,8 @@ def test_partial_labels(tmp_path):
     ("a.png,test,cat;unicorn", "manifest.csv:2: unknown class 'unicorn'"),
     ("a.png,val,cat", "manifest.csv:2: field 'split' is 'val'"),
     ("missing.png,test,cat", "manifest.csv:2: image file not found"),
+    ("../../etc/passwd,test,cat", "manifest.csv:2: field 'image' is '../../etc/passwd', which leaves the dataset"),
+    ("sub/../../a.png,test,cat", "manifest.csv:2: field 'image' is 'sub/../../a.png', which leaves the dataset"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, row, needle):
     m, c = make(tmp_path, [row])
@@ -42,3 +44,9 @@ def test_bad_header(tmp_path):
     m, c = make(tmp_path, ["a.png,test"], header="image,split")
     with pytest.raises(DatasetError, match="missing \\['labels'\\]"):
         read_manifest(m, c)
+
+
+def test_paths_inside_the_folder_or_absolute_are_read(tmp_path):
+    (tmp_path / "sub").mkdir()
+    m, c = make(tmp_path / "sub", ["./a.png,test,cat", f"{tmp_path / 'sub' / 'b.png'},test,dog"])
+    assert [p.name for p in read_manifest(m, c).paths] == ["a.png", "b.png"]

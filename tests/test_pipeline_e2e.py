@@ -349,3 +349,28 @@ def test_a_test_split_alone_evaluates_zero_shot(tmp_path, name):
                        text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert p.returncode != 0
     assert f"error: {name}: the trainval part is not there" in p.stderr and "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_readme_coco_recipe_rn101_at_448_on_a_random_weight_checkpoint(tmp_path):
+    """README's COCO recipe (RN101 at 448 px, a checkpoint file) end to end on a tiny COCO-layout release."""
+    import fixtures_real
+
+    root = fixtures_real.make_coco2014(tmp_path / "raw", parts=("test",))
+    (tmp_path / "p").mkdir()
+    d = make_project(tmp_path / "p", {})
+    ckpt = "models/RN101-random.safetensors"
+    run([sys.executable, "-m", "mlr_core.models.clip", "random", "RN101", ckpt], d)
+    (d / ".gitignore").write_text((d / ".gitignore").read_text() + f"/{ckpt}\n")
+    commit(d, "fresh clone")
+    out = run(["dvc", "exp", "run", "evaluate_zsclip", "evaluate_zsclip_dpt", "-S", "dataset.name=coco2014",
+               "-S", f"dataset.root={root}", "-S", "model.arch=RN101", "-S", f"model.pretrained={ckpt}",
+               "-S", "features.image_size=448", "-S", "features.batch_size=4", "-S", "features.splits=[test]"], d)
+    assert ran_stages(out) == {"features@test", "evaluate_zsclip", "evaluate_zsclip_dpt"}
+    from mlr_core.cache import FeatureCache
+
+    cache = FeatureCache(d / "data" / "features" / "test.parquet")
+    assert cache.grid == (14, 14) and cache.meta["image_size"] == 448 and cache.meta["arch"] == "RN101"
+    m = json.loads((d / "metrics" / "zsclip_dpt.json").read_text())
+    assert m["model"]["arch"] == "RN101" and m["model"]["image_size"] == 448 and m["dataset"]["name"] == "coco2014"
+    assert m["n_images"] == len(cache) >= 1

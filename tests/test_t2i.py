@@ -83,6 +83,16 @@ def test_load_t2i_fails_fast_offline(monkeypatch, tmp_path):
         load_t2i(tmp_path / "missing", device="cpu")
 
 
+def test_a_mistyped_local_folder_is_not_taken_for_a_hub_id(monkeypatch, tmp_path):
+    """"models/tinyworld-t2l" has one "/" like a hub id; its first part is a local folder, so it is a folder."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "tinyworld-t2i").mkdir(parents=True)
+    with pytest.raises(T2IUnavailableError, match=r"synthesis.model='models/tinyworld-t2l': no diffusers pipeline "
+                                                  r"folder there .*did you mean 'models/tinyworld-t2i'"):
+        load_t2i("models/tinyworld-t2l", device="cpu")
+
+
 _TINY = dict(arch="tinyworld-RN", clip_checkpoint=None, seed=0, image_size=32, n_scenes=24, vae_channels=[8, 16],
              vae_norm_groups=4, latent_channels=4, vae_steps=2, vae_batch_size=4, vae_lr=1e-3, kl_weight=1e-3,
              decoder_steps=2, decoder_batch_size=4, decoder_lr=1e-3,

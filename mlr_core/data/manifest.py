@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,6 +116,10 @@ def read_manifest(manifest: str | Path, classes: str | Path, check_files: bool =
             if name not in index:
                 raise DatasetError(f"{manifest}:{n}: unknown class {name!r} (not in {Path(classes).name})")
             target[index[name]] = value
+        if not Path(image).is_absolute() and os.path.normpath(image).split(os.sep)[0] == os.pardir:
+            # a relative path names a file under the manifest's folder; one outside it is written absolute
+            raise DatasetError(f"{manifest}:{n}: field 'image' is {image!r}, which leaves the dataset folder "
+                               f"{manifest.parent}; write the path relative to that folder, or absolute")
         path = Path(image) if Path(image).is_absolute() else manifest.parent / image
         if check_files and not path.is_file():
             raise DatasetError(f"{manifest}:{n}: image file not found: {path}")

@@ -213,11 +213,18 @@ def load_t2i(model_id_or_path: str | Path, device: str = "auto", dtype: str | to
     torch_dtype = _DTYPES[dtype] if isinstance(dtype, str) else dtype
     name = str(model_id_or_path)
     path = Path(name)
-    local = path.exists() or name.startswith((".", "/")) or name.count("/") != 1
+    # "org/name" is a hub id unless its first part is a local folder (models/tinyworld-t2l is a typo of a folder)
+    local = (path.exists() or name.startswith((".", "/")) or name.count("/") != 1
+             or Path(name.split("/")[0]).is_dir())
     if local:
         if not (path / "model_index.json").is_file():
+            import difflib
+
+            near = difflib.get_close_matches(path.name, [p.name for p in path.parent.glob("*") if p.is_dir()]
+                                             if path.parent.is_dir() else [], n=1)
+            hint = f"; did you mean {str(path.parent / near[0])!r}?" if near else ""
             raise T2IUnavailableError(
-                f"text-to-image model {name!r}: no diffusers pipeline folder there (model_index.json missing)")
+                f"synthesis.model={name!r}: no diffusers pipeline folder there (model_index.json missing){hint}")
         pipe = DiffusionPipeline.from_pretrained(str(path), dtype=torch_dtype)
     else:
         from huggingface_hub import try_to_load_from_cache

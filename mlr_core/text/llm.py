@@ -26,6 +26,8 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -261,6 +263,10 @@ class TransformersBackend:
 # OpenAI-compatible HTTP backend
 # ---------------------------------------------------------------------------------------------------------
 
+# bearer tokens, sk-... keys and long opaque tokens, as a server may echo them in an error body
+_KEY_LIKE = re.compile(r"(?i)bearer\s+\S+|\bsk-[A-Za-z0-9_-]{6,}|\b[A-Za-z0-9_-]{32,}\b")
+
+
 class OpenAIChatBackend:
     """``POST {base_url}/chat/completions`` for each request, ``concurrency`` at a time.
 
@@ -290,28 +296,45 @@ class OpenAIChatBackend:
             headers["Authorization"] = f"Bearer {self.api_key}"
         url = f"{self.base_url}/chat/completions"
         last = None
+        deadline = time.monotonic() + self.timeout_s  # all tries of one request together: llm.timeout_s
         for _ in range(self.transport_retries + 1):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             req = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                with urllib.request.urlopen(req, timeout=left) as resp:
                     payload = json.loads(resp.read().decode())
                 return payload["choices"][0]["message"]["content"] or ""
             except urllib.error.HTTPError as e:
-                detail = e.read().decode(errors="replace")[:300]
+                detail = self._scrub(e.read().decode(errors="replace"))
                 if e.code in (400, 401, 403, 404):  # not transient: say so at once
                     raise LLMUnavailableError(f"{url}: HTTP {e.code} for model {self.model_id!r}: {detail}") from None
                 last = f"HTTP {e.code}: {detail}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                last = str(getattr(e, "reason", e))
-            except (KeyError, IndexError, json.JSONDecodeError) as e:
-                raise LLMUnavailableError(f"{url}: not an OpenAI chat completion response ({e!r})") from None
-        raise LLMUnavailableError(f"{url}: no answer after {self.transport_retries + 1} tries ({last}); "
+            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+                last = self._scrub(str(getattr(e, "reason", e)))
+            except (KeyError, IndexError, TypeError, json.JSONDecodeError, RecursionError) as e:
+                raise LLMUnavailableError(
+                    f"{url}: not an OpenAI chat completion response ({type(e).__name__})") from None
+        raise LLMUnavailableError(f"{url}: no answer within llm.timeout_s={self.timeout_s:g} s ({last or 'timed out'}); "
                                   f"check llm.base_url and that the server is running")
 
+    def _scrub(self, text: str, limit: int = 200) -> str:
+        """A server's error text for the log: anything that looks like a key replaced, one line, shortened."""
+        if self.api_key:
+            text = text.replace(self.api_key, "[key]")
+        text = _KEY_LIKE.sub("[key]", " ".join(text.split()))
+        return text if len(text) <= limit else text[:limit] + " ..."
+
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(tqdm(pool.map(self._post, requests), total=len(requests), desc=f"LLM {self.model_id}",
-                             unit="reply", disable=not progress))
+        """Every reply, in order; the first request that fails stops the others (none still queued is sent)."""
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        futures = [pool.submit(self._post, r) for r in requests]
+        try:
+            return [f.result() for f in tqdm(futures, desc=f"LLM {self.model_id}", unit="reply",
+                                             disable=not progress)]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def make_backend(kind: str, model: str, *, sampling: SamplingConfig, gguf_file: str | None = None,

@@ -83,7 +83,7 @@ def _json_value(reply: str):
             if 0 <= lo < hi:
                 try:
                     return json.loads(text[lo:hi + 1])
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):  # nested past the recursion limit: not usable JSON
                     continue
     return None
 
@@ -195,6 +195,17 @@ class _Question:
     what: str  # the stats bucket (template name)
 
 
+def _parse_or_none(parse: Callable[[str], object], reply) -> object:
+    """The parsed reply, or None: a reply that cannot be parsed, whatever the reason (not text, JSON nested past
+    Python's recursion limit, values of unexpected types), counts as an unusable reply and is asked again."""
+    if not isinstance(reply, str):
+        return None
+    try:
+        return parse(reply)
+    except (RecursionError, TypeError, ValueError, AttributeError, KeyError, IndexError):
+        return None
+
+
 def _ask_all(backend: LLMBackend, cache: ReplyCache, questions: Sequence[_Question], system: str | None, seed: int,
              max_retries: int, stats: dict) -> list:
     """Parsed answers (None where every try was unusable), asking only what the cache does not hold."""
@@ -209,7 +220,7 @@ def _ask_all(backend: LLMBackend, cache: ReplyCache, questions: Sequence[_Questi
         stats["_generated"] = stats.get("_generated", 0) + generated
         still = []
         for i, reply in zip(pending, replies):
-            parsed = questions[i].parse(reply)
+            parsed = _parse_or_none(questions[i].parse, reply)
             if parsed:
                 results[i] = parsed
             else:

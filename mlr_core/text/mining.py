@@ -45,8 +45,12 @@ def read_narratives(path: str | Path) -> list[Sentence]:
             try:
                 row = json.loads(line)
                 caption, image_id = row["caption"], row["image_id"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise DatasetError(f"{path}:{n}: expected a JSON object with 'image_id' and 'caption' ({e})") from None
+            except (json.JSONDecodeError, KeyError, TypeError, RecursionError) as e:
+                raise DatasetError(f"{path}:{n}: expected a JSON object with 'image_id' and 'caption' "
+                                   f"({type(e).__name__}: {str(e)[:100]})") from None
+            if not isinstance(caption, str) or not isinstance(image_id, (str, int)) or isinstance(image_id, bool):
+                raise DatasetError(f"{path}:{n}: expected 'caption' a string and 'image_id' a string or integer, got "
+                                   f"{type(caption).__name__} and {type(image_id).__name__}")
             if caption.strip():
                 out.append(Sentence(caption.strip(), path.name, str(image_id)))
     return out
