@@ -65,7 +65,10 @@ def main() -> None:
     runs = {f"{s}/{t}": run(s, t, args.images, args.repeats) for s in ("avx2", "native") for t in (2, 1)}
     for name, r in runs.items():
         print(name, json.dumps(r))
-    result = {"images": args.images, "runs": runs, "cpu": runs["native/2"]["capability"],
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
+    result = {"images": args.images, "runs": runs, "cpu": runs["native/2"]["capability"], "cpu_model": model,
+              "pin": "MKL_CBWR=AVX2,STRICT, ATEN_CPU_CAPABILITY=avx2, oneDNN off (mlr_core/__init__.py)",
               "pinned_identical_across_threads": all(runs["avx2/2"][a]["sha256"] == runs["avx2/1"][a]["sha256"]
                                                      for a in ("tinyworld-RN", "RN50")),
               "speed_ratio_pinned_over_native": {a: round(runs["avx2/2"][a]["items_per_s"] /
