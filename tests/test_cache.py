@@ -43,18 +43,25 @@ def test_fingerprint_mismatch_is_refused(world, clip, tmp_path):
         FeatureCache(out, expect_fingerprint=other.fingerprint)
 
 
-def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, monkeypatch):
-    out = tmp_path / "test.parquet"
-    real = features_mod.encode_image_features
+def _killed_at_shard(monkeypatch, n_calls, name="encode_image_features"):
+    """Replace the encoder ``name`` with one that is killed (KeyboardInterrupt) at its ``n_calls``-th batch;
+    returns the real encoder."""
+    real = getattr(features_mod, name)
     calls = {"n": 0}
 
-    def dying(model, images):
+    def dying(model, inputs):
         calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt  # killed while encoding the second shard
-        return real(model, images)
+        if calls["n"] == n_calls:
+            raise KeyboardInterrupt
+        return real(model, inputs)
 
-    monkeypatch.setattr(features_mod, "encode_image_features", dying)
+    monkeypatch.setattr(features_mod, name, dying)
+    return real
+
+
+def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, monkeypatch):
+    out = tmp_path / "test.parquet"
+    real = _killed_at_shard(monkeypatch, 3)  # killed while encoding the second shard
     with pytest.raises(KeyboardInterrupt):
         write_feature_cache(world, clip, out, batch_size=2, shard_size=4)
     assert not out.exists()  # nothing that looks finished
@@ -73,20 +80,6 @@ def test_resume_after_kill_encodes_only_missing_shards(world, clip, tmp_path, mo
     straight = write_feature_cache(world, clip, tmp_path / "straight.parquet", batch_size=2, shard_size=4)
     a, b = FeatureCache(out).read(("global", "dense")), FeatureCache(straight).read(("global", "dense"))
     assert a.image_ids == b.image_ids and np.array_equal(a.global_, b.global_) and np.array_equal(a.dense, b.dense)
-
-
-def _killed_at_shard(monkeypatch, n_calls):
-    real = features_mod.encode_image_features
-    calls = {"n": 0}
-
-    def dying(model, images):
-        calls["n"] += 1
-        if calls["n"] == n_calls:
-            raise KeyboardInterrupt
-        return real(model, images)
-
-    monkeypatch.setattr(features_mod, "encode_image_features", dying)
-    return real
 
 
 @pytest.mark.parametrize("change", ["relabel", "edit_image"])
@@ -243,16 +236,7 @@ def test_a_text_cache_resume_redoes_the_shard_whose_labels_changed(clip, tmp_pat
     ids, classes = [f"c{i}" for i in range(6)], [f"k{i}" for i in range(20)]
     labels = np.eye(6, 20, dtype=np.int8)
     out = tmp_path / "text.parquet"
-    real = features_mod.encode_text_features
-    calls = {"n": 0}
-
-    def dying(model, tokens):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return real(model, tokens)
-
-    monkeypatch.setattr(features_mod, "encode_text_features", dying)
+    real = _killed_at_shard(monkeypatch, 3, "encode_text_features")
     with pytest.raises(KeyboardInterrupt):
         write_text_feature_cache(texts, ids, labels, classes, clip, out, batch_size=2, shard_size=2)
     monkeypatch.setattr(features_mod, "encode_text_features", real)
