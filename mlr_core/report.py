@@ -414,33 +414,52 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
+def _bars_with_spread(ax, rows: list[Entry], *, horizontal: bool, decimals: int, sep: str) -> list[int]:
+    """One bar per entry at its mean, coloured by method, sample-std error bars where there is a spread to show
+    (n > 1), and the value written past each bar; returns the bar positions."""
+    pos = list(range(len(rows)))
+    means = [e.mean_std()[0] for e in rows]
+    stds = [e.mean_std()[1] or 0.0 for e in rows]
+    methods = sorted({e.method for e in rows}, key=method_key)
+    colors = dict(zip(methods, _colors(len(methods))))
+    (ax.barh if horizontal else ax.bar)(pos, means, color=[colors[e.method] for e in rows])
+    spread = [(p, mean, std) for p, e, mean, std in zip(pos, rows, means, stds) if e.mean_std()[1] is not None]
+    if spread:
+        at, value, err = [p[0] for p in spread], [p[1] for p in spread], [p[2] for p in spread]
+        if horizontal:
+            ax.errorbar(value, at, xerr=err, fmt="none", ecolor="black", capsize=4, elinewidth=1.0)
+        else:
+            ax.errorbar(at, value, yerr=err, fmt="none", ecolor="black", capsize=4, elinewidth=1.0)
+    for p, e, mean, std in zip(pos, rows, means, stds):
+        text = f"{mean:.{decimals}f}" if e.mean_std()[1] is None else f"{mean:.{decimals}f}{sep}{std:.{decimals}f}"
+        if horizontal:
+            ax.text(mean + std + 1.0, p, text, va="center", fontsize=8)
+        else:
+            ax.text(p, mean + std + 1.0, text, ha="center", va="bottom", fontsize=8)
+    return pos
+
+
+def _finish_bars(fig, ax, path: Path, *, value_axis: str, limit: float, title: str) -> None:
+    """The mAP axis (0..limit), title and grid of a bar chart, then the PNG."""
+    (ax.set_xlim if value_axis == "x" else ax.set_ylim)(0, limit)
+    (ax.set_xlabel if value_axis == "x" else ax.set_ylabel)("mAP (%)")
+    ax.set_title(title)
+    ax.grid(axis=value_axis, alpha=0.3)
+    ax.set_axisbelow(True)
+    _save(fig, path)
+
+
 def _draw_map_by_method(entries: list[Entry], path: Path) -> bool:
     rows = [e for e in entries if e.headline and "mAP" in e.metrics]
     if not rows:
         return False
     fig = _new_figure(path.name)
     ax = fig.add_subplot()
-    means = [e.mean_std()[0] for e in rows]
-    stds = [e.mean_std()[1] or 0.0 for e in rows]
-    methods = sorted({e.method for e in rows}, key=method_key)
-    colors = dict(zip(methods, _colors(len(methods))))
-    x = list(range(len(rows)))
-    ax.bar(x, means, color=[colors[e.method] for e in rows])
-    spread = [(xi, mean, std) for xi, e, mean, std in zip(x, rows, means, stds) if e.mean_std()[1] is not None]
-    if spread:  # error bars only where there is a spread to show (n > 1)
-        ax.errorbar([p[0] for p in spread], [p[1] for p in spread], yerr=[p[2] for p in spread], fmt="none",
-                    ecolor="black", capsize=4, elinewidth=1.0)
-    for xi, e, mean, std in zip(x, rows, means, stds):
-        text = f"{mean:.1f}" if e.mean_std()[1] is None else f"{mean:.1f}±{std:.1f}"
-        ax.text(xi, mean + std + 1.0, text, ha="center", va="bottom", fontsize=8)
+    x = _bars_with_spread(ax, rows, horizontal=False, decimals=1, sep="±")
     ax.set_xticks(x, [e.method if e.group == DEFAULT_GROUP else f"{e.method}\n{e.group}" for e in rows],
                   rotation=35, ha="right", rotation_mode="anchor", fontsize=8)
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("mAP (%)")
-    ax.set_title("mAP per method (headline group; error bars: sample std over seeds)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.set_axisbelow(True)
-    _save(fig, path)
+    _finish_bars(fig, ax, path, value_axis="y", limit=105,
+                 title="mAP per method (headline group; error bars: sample std over seeds)")
     return True
 
 
@@ -454,27 +473,10 @@ def _draw_controls(entries: list[Entry], path: Path) -> bool:
         return False
     fig = _new_figure(path.name)
     ax = fig.add_subplot()
-    y = list(range(len(rows)))
-    means = [e.mean_std()[0] for e in rows]
-    stds = [e.mean_std()[1] or 0.0 for e in rows]
-    methods = sorted({e.method for e in rows}, key=method_key)
-    colors = dict(zip(methods, _colors(len(methods))))
-    ax.barh(y, means, color=[colors[e.method] for e in rows])
-    spread = [(yi, mean, std) for yi, e, mean, std in zip(y, rows, means, stds) if e.mean_std()[1] is not None]
-    if spread:
-        ax.errorbar([p[1] for p in spread], [p[0] for p in spread], xerr=[p[2] for p in spread], fmt="none",
-                    ecolor="black", capsize=4, elinewidth=1.0)
-    for yi, e, mean, std in zip(y, rows, means, stds):
-        text = f"{mean:.2f}" if e.mean_std()[1] is None else f"{mean:.2f} ± {std:.2f}"
-        ax.text(mean + std + 1.0, yi, text, va="center", fontsize=8)
+    y = _bars_with_spread(ax, rows, horizontal=True, decimals=2, sep=" ± ")
     ax.set_yticks(y, [e.label for e in rows])
     ax.invert_yaxis()  # first entry on top, as in the table
-    ax.set_xlim(0, 115)
-    ax.set_xlabel("mAP (%)")
-    ax.set_title("Controls and ablations (mean ± sample std over seeds)")
-    ax.grid(axis="x", alpha=0.3)
-    ax.set_axisbelow(True)
-    _save(fig, path)
+    _finish_bars(fig, ax, path, value_axis="x", limit=115, title="Controls and ablations (mean ± sample std over seeds)")
     return True
 
 

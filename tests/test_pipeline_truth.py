@@ -66,8 +66,8 @@ def import_closure(files: list[str]) -> set[str]:
             continue
         seen.add(f)
         for module in _imported(f):
-            if module == "_common":
-                todo.append(ROOT / "pipeline" / "_common.py")
+            if (ROOT / "pipeline" / f"{module}.py").is_file():  # the stage scripts' own helpers (_common, ...)
+                todo.append(ROOT / "pipeline" / f"{module}.py")
             elif module.startswith("mlr_core"):
                 parts = module.split(".")
                 todo += [m for m in (_module_file(".".join(parts[:i])) for i in range(1, len(parts) + 1)) if m]
