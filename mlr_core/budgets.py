@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from mlr_core.data.labels import IGNORE
 from mlr_core.io import atomic_dir, atomic_path
 from mlr_core.runs import BudgetError, parse_run
+from mlr_core.views import base_image_id
 
 # Bansal et al. (ECCV 2018) zero-shot split of MS-COCO: 48 seen / 17 unseen classes (the other 15 are unused).
 COCO_48_17_UNSEEN = ("airplane", "bus", "cat", "dog", "cow", "elephant", "umbrella", "tie", "snowboard",
@@ -201,9 +202,12 @@ def load_budget(budget_dir: str | Path, name: str) -> Budget:
     return Budget(stem, table.column("image_id").to_pylist(), labels.astype(np.int8), classes, info)
 
 
-def budget_features(budget: Budget, cache, columns: Sequence[str] = ("global", "dense")) -> dict[str, np.ndarray]:
+def budget_features(budget: Budget, cache, columns: Sequence[str] = ("global", "dense"),
+                    views: bool = False) -> dict[str, np.ndarray]:
     """The budget's rows of a trainval :class:`mlr_core.cache.FeatureCache`, in budget order, with the budget's
-    labels (features in the cache's float16).
+    labels (features in the cache's float16). ``views``: ``cache`` holds augmented views
+    (:mod:`mlr_core.views`): every view of each budget image, in budget order, then view order, with the image's
+    budget labels (its partial-label mask included).
 
     The cache is streamed and only the budget's rows are kept, so a K-shot budget of COCO never holds the whole
     dense cache in memory. Images the cache skipped (unreadable) are dropped; a class list mismatch is an error."""
@@ -213,7 +217,8 @@ def budget_features(budget: Budget, cache, columns: Sequence[str] = ("global", "
     order: list[int] = []
     parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
     for batch in cache.iter_batches(tuple(columns)):
-        hit = [(k, wanted[i]) for k, i in enumerate(batch.image_ids) if i in wanted]
+        ids = [base_image_id(i) for i in batch.image_ids] if views else batch.image_ids
+        hit = [(k, wanted[i]) for k, i in enumerate(ids) if i in wanted]
         rows = np.asarray([k for k, _ in hit], dtype=np.int64)  # may be empty: keeps the arrays' shapes
         order += [j for _, j in hit]
         for c in columns:

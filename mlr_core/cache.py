@@ -72,10 +72,11 @@ def to_rgb8(im: Image.Image) -> Image.Image:
 
 
 class _ImageFiles(torch.utils.data.Dataset):
-    """Decodes and preprocesses images; an unreadable one yields its error instead of a tensor."""
+    """Decodes and preprocesses images (``views``: the view named by each id first); an unreadable one yields its
+    error instead of a tensor."""
 
-    def __init__(self, paths: Sequence[Path], transform):
-        self.paths, self.transform = list(paths), transform
+    def __init__(self, paths: Sequence[Path], transform, views=None, ids: Sequence[str] = ()):
+        self.paths, self.transform, self.views, self.ids = list(paths), transform, views, list(ids)
 
     def __len__(self):
         return len(self.paths)
@@ -83,7 +84,8 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __getitem__(self, i):
         try:
             with Image.open(self.paths[i]) as im:
-                return i, self.transform(to_rgb8(im)), None
+                rgb = to_rgb8(im)
+                return i, self.transform(self.views.apply(rgb, self.ids[i]) if self.views else rgb), None
         except Exception as e:  # noqa: BLE001 - any decoder error becomes one clear message naming the file
             return i, None, f"cannot read image {self.paths[i]}: {type(e).__name__}: {e}"
 
@@ -151,8 +153,11 @@ def _model_meta(clip) -> dict:
 
 def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, batch_size: int, shard_size: int,
                         num_workers: int = 0, on_unreadable: str = "skip", processes=None,
-                        extra_meta: dict | None = None) -> Path:
+                        extra_meta: dict | None = None, views=None) -> Path:
     """Encode ``data`` with ``clip`` (a :class:`mlr_core.models.clip.LoadedClip`) into ``out_path``.
+
+    ``views`` (a :class:`mlr_core.views.ViewAugment`): encode its ``n`` augmented views of each image instead, a
+    row each under the view's id (``<image id>#view<k>``, the image's labels).
 
     ``on_unreadable="skip"`` reports every image that cannot be decoded by name and leaves it out (the
     list is kept in the cache metadata under ``skipped``); ``"error"`` raises :class:`ImageReadError`.
@@ -163,9 +168,12 @@ def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, bat
 
     if on_unreadable not in ("skip", "error"):
         raise ValueError(f"features.on_unreadable must be 'skip' or 'error', got {on_unreadable!r}")
+    if views is not None:
+        data = views.expand(data)
 
     def encode_shard(lo, hi, bar):
-        loader = torch.utils.data.DataLoader(_ImageFiles(data.paths[lo:hi], clip.preprocess), batch_size=batch_size,
+        files = _ImageFiles(data.paths[lo:hi], clip.preprocess, views, data.image_ids[lo:hi])
+        loader = torch.utils.data.DataLoader(files, batch_size=batch_size,
                                              num_workers=num_workers, shuffle=False, collate_fn=_collate)
         rows, globals_, denses, skipped = [], [], [], []
         grid = dim = None
@@ -196,6 +204,8 @@ def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, bat
 
     state = {"fingerprint": clip.fingerprint, "classes": data.classes}
     meta = {**(extra_meta or {}), **_model_meta(clip), "classes": data.classes}
+    if views is not None:  # the views' pixels depend on these: a resume with others redoes every shard
+        state["views"] = meta["views"] = views.record()
     return _write_sharded(Path(out_path), data.image_ids, state, shard_size, encode_shard, meta, processes, "img",
                           _labels_and_files_digest(data.image_ids, data.targets, data.paths))
 

@@ -119,6 +119,23 @@ class DatasetParams(_Section):
         description="COCO images without annotations: dropped (DualCoOp code) or kept as all-negative")
 
 
+class ViewsParams(_Section):
+    """Seeded augmented views of the trainval images (stage features_views, mlr_core.views)."""
+
+    n: int = Field(ge=1, description="views per trainval image")
+    crop_scale: list[float] = Field(min_length=2, max_length=2,
+                                    description="[min, max] area fraction of the random resized crop")
+    hflip: bool = Field(description="flip each view horizontally with probability 1/2")
+    seed: int = Field(ge=0)
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale(cls, v):
+        if not 0 < v[0] <= v[1] <= 1:
+            raise ValueError(f"expected 0 < min <= max <= 1, got {v}")
+        return v
+
+
 class FeaturesParams(_Section):
     """The Parquet image feature cache (mlr_core.cache)."""
 
@@ -129,6 +146,7 @@ class FeaturesParams(_Section):
     num_workers: int = _role("runtime", "image-decoding worker processes", ge=0)
     on_unreadable: Literal["skip", "error"] = Field(
         description="an image that cannot be decoded: reported by name and skipped, or stop the stage")
+    views: ViewsParams
 
     @field_validator("splits")
     @classmethod
@@ -196,6 +214,8 @@ class TrainingParams(_Section):
     steps: int = Field(ge=1, description="optimiser steps of every trained run")
     warmup_steps: int = Field(ge=0, description="linear warm-up, then the method's decay (cosine) to the last step")
     eval_every: int = Field(ge=1, description="steps between evaluations of the validation signal (and the last)")
+    patience: Optional[int] = Field(ge=1, description="stop a run after this many evaluations without a new best "
+                                                      "on its validation signal; null = run every step")
 
     @model_validator(mode="after")
     def _within(self):
@@ -353,6 +373,8 @@ class DualCoOpParams(_AslTraining):
     """DualCoOp (mlr_core.methods.dualcoop) on cached dense trainval features."""
 
     runs: list[str] = Field(description="<budget>_s<seed> runs (partial / full labels), trained in one stage")
+    views: bool = Field(description="train on the budget images' augmented views too (features.views); chosen on "
+                                    "the validation part")
     zeroshot_runs: list[str] = Field(description="zsl-<split>_s<seed> runs, in the same stage")
     n_ctx: int = Field(ge=1, description="partial labels: tokens per context")
     class_specific: bool
@@ -365,9 +387,9 @@ class DualCoOpParams(_AslTraining):
     @model_validator(mode="after")
     def _run_names(self):
         _check_runs(self.runs + self.zeroshot_runs)
-        if any(r.startswith("zsl-") for r in self.runs):
+        if any(parse_run(r).kind == "zsl" for r in self.runs):
             raise ValueError("runs: zsl-<split>_s<seed> runs go in zeroshot_runs")
-        if any(not r.startswith("zsl-") for r in self.zeroshot_runs):
+        if any(parse_run(r).kind != "zsl" for r in self.zeroshot_runs):
             raise ValueError("zeroshot_runs must be zsl-<split>_s<seed> runs")
         return self
 
@@ -377,6 +399,8 @@ class PvlrParams(_AslTraining):
     image encoder."""
 
     runs: list[str] = Field(description="<budget>_s<seed> runs, trained in one stage")
+    views: bool = Field(description="train on the budget images' augmented views too (features.views); chosen on "
+                                    "the validation part")
     hard_prompt: str
     n_ctx: int = Field(ge=1, description="soft prompt tokens of the context-aware prompting")
     num_heads: int = Field(ge=1)
@@ -396,6 +420,8 @@ class CoopParams(_PromptTraining):
 
     variants: list[Literal["coop", "coop_dpt"]] = _role("foreach", "one train/evaluate stage pair per variant")
     runs: list[str] = Field(description="shot<k>_s<seed> runs (or any budget), all in each variant's stages")
+    views: bool = Field(description="train on the budget images' augmented views too (features.views); chosen on "
+                                    "the validation part")
     n_ctx: int = Field(ge=1)
     class_specific: bool
     image_temperature: float = Field(gt=0)

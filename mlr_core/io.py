@@ -69,6 +69,12 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def one_line(text: str, limit: int) -> str:
+    """``text`` for a one-line message: whitespace runs collapsed, cut after ``limit`` characters (" ..." added)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

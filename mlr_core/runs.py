@@ -1,5 +1,6 @@
 """The run-name grammar, ``<budget>_s<seed>``: ``full_s<seed>``, ``partial<pct>_s<seed>``, ``shot<k>_s<seed>``,
-``zsl-<split>_s<seed>`` (see :mod:`mlr_core.budgets` for what each budget is). One home, used by the params
+``zsl-<split>_s<seed>`` (see :mod:`mlr_core.budgets` for what each budget is), each optionally after ``noaug-``
+(the control trained without the augmented views of :mod:`mlr_core.views`). One home, used by the params
 validation and by the budgets; dependency-free so that validating params costs nothing.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ class Run:
     kind: str  # full | partial | shot | zsl
     value: float | int | str | None  # proportion, shots, split name
     seed: int
+    views: bool = True  # trains on the augmented views too (when given); a "noaug-" run: the images alone
 
     @property
     def budget(self) -> str:
@@ -31,7 +33,7 @@ class Run:
         return f"full_s{self.seed}"
 
 
-_RUN = re.compile(r"^(?:(full)|partial(\d{1,3})|shot(\d+)|zsl-([A-Za-z0-9_.-]+?))_s(\d+)$")
+_RUN = re.compile(r"^(noaug-)?(?:(full)|partial(\d{1,3})|shot(\d+)|zsl-([A-Za-z0-9_.-]+?))_s(\d+)$")
 
 
 def parse_run(name: str) -> Run:
@@ -39,24 +41,27 @@ def parse_run(name: str) -> Run:
 
     Example:
         >>> parse_run("partial10_s2")
-        Run(name='partial10_s2', kind='partial', value=0.1, seed=2)
+        Run(name='partial10_s2', kind='partial', value=0.1, seed=2, views=True)
         >>> parse_run("zsl-coco_48_17_s0").value
         'coco_48_17'
+        >>> parse_run("noaug-partial10_s0").budget  # the same budget, trained without the augmented views
+        'partial10_s0'
     """
     m = _RUN.match(name)
     if not m:
         raise BudgetError(f"run {name!r}: expected full_s<seed>, partial<pct>_s<seed>, shot<k>_s<seed> or "
-                          f"zsl-<split>_s<seed>")
-    full, pct, shots, split, seed = m.groups()
+                          f"zsl-<split>_s<seed>, optionally after noaug- (without the augmented views)")
+    noaug, full, pct, shots, split, seed = m.groups()
+    views = noaug is None
     if pct is not None:
         if not 0 < int(pct) <= 100:
             raise BudgetError(f"run {name!r}: percentage must be in 1..100")
-        return Run(name, "partial", int(pct) / 100, int(seed))
+        return Run(name, "partial", int(pct) / 100, int(seed), views)
     if shots is not None:
-        return Run(name, "shot", int(shots), int(seed))
+        return Run(name, "shot", int(shots), int(seed), views)
     if split is not None:
-        return Run(name, "zsl", split, int(seed))
-    return Run(name, "full", None, int(seed))
+        return Run(name, "zsl", split, int(seed), views)
+    return Run(name, "full", None, int(seed), views)
 
 
 @dataclass(frozen=True)

@@ -156,3 +156,9 @@ class ShardedWork:
         if missing:
             raise RuntimeError(f"{self.dir}: cannot assemble, shards missing: {missing[:5]}")
         return paths
+
+    def remove_shards(self) -> None:
+        """Delete the shards and their digests (what is left of the work folder becomes the output)."""
+        for k in range(self.n_shards):
+            self.shard_path(k).unlink(missing_ok=True)
+            self._inputs_path(k).unlink(missing_ok=True)

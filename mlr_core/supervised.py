@@ -66,16 +66,25 @@ def evaluate_runs(method: str, clip, params, **paths) -> dict[str, dict]:
 
 
 def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Path, trainval_path: str | Path,
-              out_dir: str | Path = "data/models", plots_dir: str | Path = "plots") -> dict:
-    """Train ``method`` on run ``run_name``'s label budget of the trainval cache.
+              views_path: str | Path | None = None, out_dir: str | Path = "data/models",
+              plots_dir: str | Path = "plots") -> dict:
+    """Train ``method`` on run ``run_name``'s label budget of the trainval cache, plus the budget images'
+    augmented views from ``views_path`` (the ``features_views`` cache) when the method's ``views`` param is set
+    (not for a ``noaug-`` run).
 
     Writes ``{out_dir}/{method}/{run}.safetensors`` (the budget's size and the CLIP weights id in its
     metadata) and ``{plots_dir}/train/{method}/{run}.json``; returns the last log entry. The test split is
-    not read."""
+    not read; the validation part is its images alone (no views)."""
     run = parse_run(run_name)
     trainval = FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)
     budget = load_budget(budgets_dir, run.budget)
-    train = _tensors(budget_features(budget, trainval))
+    arrays = budget_features(budget, trainval)
+    n_images, n_views = len(arrays["labels"]), 0
+    if views_path is not None and run.views and method_params(method, params).views:
+        views = budget_features(budget, FeatureCache(views_path, expect_fingerprint=clip.fingerprint), views=True)
+        n_views = len(views["labels"])
+        arrays = {k: np.concatenate([arrays[k], views[k]]) for k in arrays}
+    train = _tensors(arrays)
     val = _tensors(budget_features(load_budget(budgets_dir, "val"), trainval))
 
     def evaluate_val(scorer) -> dict:
@@ -91,7 +100,8 @@ def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Pa
                                      **({"variant": method} if method.startswith("coop") else {}))
     model.save(trained_model_path(out_dir, method, run.name),
                extra={"method": method, "run": run.name, "budget": budget.name, "model_weights": clip.weights_id,
-                      "train_images": int(len(train["labels"])), "known_labels": int((train["labels"] >= 0).sum()),
+                      "train_images": n_images, "train_views": n_views,
+                      "known_labels": int((train["labels"][:n_images] >= 0).sum()),
                       "training": result.record()})
     atomic_write_json(Path(plots_dir) / "train" / method / f"{run.name}.json", result.log)
     return result.record()
@@ -118,7 +128,8 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     meta = read_learned_meta(path)  # what train_run recorded
     ev = params.evaluate
     info = {"run": run.name, "budget": meta.get("budget"), "seed": run.seed,
-            "train_images": meta.get("train_images"), "known_labels": meta.get("known_labels"),
+            "train_images": meta.get("train_images"), "train_views": meta.get("train_views"),
+            "known_labels": meta.get("known_labels"),
             "training": meta.get("training")}
     metrics_path = Path(metrics_dir) / method / f"{run.name}.json"
     val = _tensors(budget_features(load_budget(budgets_dir, "val"),

@@ -15,12 +15,13 @@ Output, one folder (``out_dir``), written as a whole once complete:
 * ``manifest.csv`` + ``classes.txt``: the generic dataset format (:mod:`mlr_core.data.manifest`, every row
   split ``trainval``), so the feature-cache stage encodes the synthetic set like any benchmark;
 * ``summary.json``: counts (no timings: the folder is the same on every machine; throughput is printed);
-  ``state.json``: the model, config and prompt list it was made from (a rerun with the same state returns at
-  once).
+  ``state.json``: the model, config and prompts (ids, texts, label rows) it was made from (a rerun with the same
+  state returns at once).
 
 Work is split in shards of ``shard_size`` captions, done in ``<out_dir>.partial/``; a shard is finished
 when its Parquet file exists (written atomically after its images), so a killed run resumes at the first
-missing shard. Shard ``k`` belongs to process ``k % world_size`` (``accelerate launch`` / ``torchrun``), so
+missing shard; a shard whose prompts changed meanwhile (a text or a label row: the noun filter re-run) is
+redone, the others kept. Shard ``k`` belongs to process ``k % world_size`` (``accelerate launch`` / ``torchrun``), so
 processes never collide and the result does not depend on their number.
 """
 from __future__ import annotations
@@ -84,6 +85,33 @@ def load_prompts(captions: str | Path, sentences: str | Path | None = None,
     return Prompts(ids + [f"llm{i}" for i in keep], texts + [s_texts[i] for i in keep],
                    prompts.sources + [f"llm:{kinds[i]}" for i in keep],
                    np.concatenate([labels, s_labels[keep]]), classes)
+
+
+def write_prompts(prompts: Prompts, path: str | Path) -> None:
+    """The prompts of a synthesis run as one Parquet file (id, text, source, labels; ``classes`` in the schema
+    metadata): the output of stage ``synthesis_prompts``, so the synthesis depends on what it draws and nothing
+    else (an LLM text change it does not use leaves this file, and so the images, as they are)."""
+    from mlr_core.io import atomic_path
+
+    table = pa.table({
+        "id": pa.array(prompts.ids, pa.string()), "text": pa.array(prompts.texts, pa.string()),
+        "source": pa.array(prompts.sources, pa.string()),
+        "labels": pa.FixedSizeListArray.from_arrays(pa.array(np.ascontiguousarray(prompts.labels, np.int8).ravel()),
+                                                    len(prompts.classes))})
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata({b"classes": json.dumps(prompts.classes).encode()}), tmp)
+
+
+def read_prompts(path: str | Path) -> Prompts:
+    """What :func:`write_prompts` wrote."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no synthesis prompts (run the synthesis_prompts stage)")
+    t = pq.read_table(path)
+    n = t.num_rows
+    labels = t.column("labels").combine_chunks().values.to_numpy().reshape(n, -1).astype(np.int8)
+    return Prompts(t.column("id").to_pylist(), t.column("text").to_pylist(), t.column("source").to_pylist(), labels,
+                   json.loads(t.schema.metadata[b"classes"]))
 
 
 def balanced_subset(prompts: Prompts, per_class: int | None, seed: int) -> Prompts:
@@ -206,15 +234,26 @@ def synthesize(pipe, prompts: Prompts, out_dir: str | Path, cfg: SynthesisConfig
     runs; process ``r`` of ``n`` does shards ``r, r + n, ...`` and the main process assembles the folder.
     """
     out_dir = Path(out_dir)
-    state = {"model": model, "config": cfg.__dict__, "classes": prompts.classes,
-             "prompts": hashlib.sha256("\n".join(f"{i}\t{t}" for i, t in zip(prompts.ids, prompts.texts))
-                                       .encode()).hexdigest()[:16], "n": len(prompts)}
+
+    def prompts_digest(lo: int, hi: int) -> str:
+        # what a shard's rows are made of: each prompt's id and text (the images) and label row (the manifest)
+        h = hashlib.sha256()
+        for i in range(lo, hi):
+            h.update(f"{prompts.ids[i]}\t{prompts.texts[i]}\0".encode()
+                     + np.ascontiguousarray(prompts.labels[i], dtype=np.int8).tobytes())
+        return h.hexdigest()
+
+    # the work folder is kept over a change of some prompts (their shards are redone: shard_inputs); a finished
+    # folder is up to date only for the very same prompts, texts and labels
+    work_state = {"model": model, "config": cfg.__dict__, "classes": prompts.classes, "n": len(prompts)}
+    state = {**work_state, "prompts": prompts_digest(0, len(prompts))[:16]}
     done = out_dir / "state.json"
     if done.is_file() and json.loads(done.read_text()) == state and (out_dir / "summary.json").is_file():
         print(f"synthesis: {out_dir} is up to date")
         return json.loads((out_dir / "summary.json").read_text())
-    work = ShardedWork(out_dir.with_name(out_dir.name + ".partial"), state, n_items=len(prompts),
-                       shard_size=cfg.shard_size, processes=processes, what="synthesis")
+    work = ShardedWork(out_dir.with_name(out_dir.name + ".partial"), work_state, n_items=len(prompts),
+                       shard_size=cfg.shard_size, processes=processes, what="synthesis",
+                       shard_inputs=prompts_digest)
     processes = work.processes
     todo = work.todo()
     n_todo = sum(hi - lo for lo, hi in map(work.bounds, todo)) * cfg.images_per_caption
@@ -251,8 +290,8 @@ def _assemble(sharded: ShardedWork, out_dir: Path, classes: list[str], state: di
         pq.write_table(table, tmp)
     labels = table.column("labels").combine_chunks().values.to_numpy().reshape(table.num_rows, -1)
     write_manifest_folder(work, table.column("path").to_pylist(), ["trainval"] * table.num_rows, labels, classes)
-    for p in shards:
-        p.unlink()
+    sharded.remove_shards()
+    atomic_write_json(work / "state.json", state)  # the work folder's own omits the prompts' digest
     atomic_write_json(work / "summary.json", summary)
     replace_dir(work, out_dir)
     sharded.done()

@@ -37,6 +37,7 @@ class OptimConfig:
     steps: int
     warmup_steps: int
     eval_every: int
+    patience: int | None = None  # stop after this many evaluations without a new best (None: run every step)
     schedule: str = "cosine"  # cosine | step (x step_gamma once each fraction in milestones of the steps is done)
     milestones: tuple[float, ...] = ()
     step_gamma: float = 0.1
@@ -44,10 +45,10 @@ class OptimConfig:
     @classmethod
     def from_params(cls, section, training, **overrides) -> "OptimConfig":
         """``optimizer``, ``lr``, ``weight_decay`` and ``batch_size`` of a method's params section under the
-        ``training`` section's ``steps``, ``warmup_steps`` and ``eval_every``, plus ``overrides``."""
+        ``training`` section's ``steps``, ``warmup_steps``, ``eval_every`` and ``patience``, plus ``overrides``."""
         return cls(optimizer=section.optimizer, lr=section.lr, weight_decay=section.weight_decay,
                    batch_size=section.batch_size, steps=training.steps, warmup_steps=training.warmup_steps,
-                   eval_every=training.eval_every, **overrides)
+                   eval_every=training.eval_every, patience=training.patience, **overrides)
 
 
 @dataclass
@@ -62,14 +63,15 @@ class FitResult:
     selected_value: float | None
     samples: int = 0              # training samples drawn (steps x batch size, the last batch of a pass smaller)
     aux_samples: int = 0          # of the second source (T2I-PAL's synthetic images beside captions)
+    steps_run: int = 0            # cfg.steps, or fewer when the patience stopped the run
     extra: dict = field(default_factory=dict)
 
     def record(self) -> dict:
         c = self.cfg
-        out = {"steps": c.steps, "batch_size": c.batch_size, "warmup_steps": c.warmup_steps,
-               "eval_every": c.eval_every, "schedule": c.schedule, "optimizer": c.optimizer, "lr": c.lr,
-               "samples": self.samples, "selected_on": self.signal, "selected_step": self.selected_step,
-               "selected_value": self.selected_value}
+        out = {"steps": c.steps, "steps_run": self.steps_run, "patience": c.patience, "batch_size": c.batch_size,
+               "warmup_steps": c.warmup_steps, "eval_every": c.eval_every, "schedule": c.schedule,
+               "optimizer": c.optimizer, "lr": c.lr, "samples": self.samples, "selected_on": self.signal,
+               "selected_step": self.selected_step, "selected_value": self.selected_value}
         if self.aux_samples:
             out["aux_samples"] = self.aux_samples
         return {**out, **self.extra}
@@ -128,7 +130,9 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
 
     Every ``cfg.eval_every`` steps and at the last, ``validate()`` (under ``no_grad``, in eval mode) returns
     the validation signals; the state of ``keep`` (default ``module``; e.g. an EMA copy that is what gets
-    scored) at the best value of ``validate()[select]`` is restored at the end. ``on_step()`` runs after each
+    scored) at the best value of ``validate()[select]`` is restored at the end. With ``cfg.patience``, the run
+    stops after that many evaluations in a row without a new best (what it would still have run cannot be
+    kept unless it beat the best: the stop only saves time, judged on the validation signal alone). ``on_step()`` runs after each
     optimiser step (e.g. an EMA update). ``aux`` is an optional second source (its own first dimension, e.g.
     synthetic images beside captions): each step also draws ``cfg.batch_size`` of its rows from its own seeded
     reshuffles, passed to ``loss_fn`` as ``batch["aux"]``.
@@ -147,7 +151,7 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
     aux_batches = _cycled_batches(aux, cfg.batch_size, seed + 1) if aux else None
     log: list[dict] = []
     best: tuple[float, int, dict] | None = None  # (value, step, state of keep)
-    running, since, samples, aux_samples = 0.0, 0, 0, 0
+    running, since, samples, aux_samples, stale = 0.0, 0, 0, 0, 0
     bar = tqdm(total=cfg.steps, desc=desc, unit="step")
     module.train()
     for step in range(cfg.steps):
@@ -179,16 +183,23 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
             module.train()
         log.append(entry)
         tqdm.write(f"{desc}: {entry}")
-        if select is not None and select in entry and (best is None or entry[select] > best[0]):
-            best = (entry[select], done, copy.deepcopy(_state(keep)))
+        if select is not None and select in entry:
+            if best is None or entry[select] > best[0]:
+                best, stale = (entry[select], done, copy.deepcopy(_state(keep))), 0
+            else:
+                stale += 1
+                if cfg.patience is not None and stale >= cfg.patience:
+                    tqdm.write(f"{desc}: stopped at step {done}: no better {select} in {stale} evaluations "
+                               f"(training.patience)")
+                    break
     bar.close()
     module.eval()
     if best is None:  # no validation signal: the weights after the budget
-        return FitResult(log, cfg, None, cfg.steps, None, samples, aux_samples)
+        return FitResult(log, cfg, None, done, None, samples, aux_samples, done)
     with torch.no_grad():
         for k, v in _state(keep).items():
             v.copy_(best[2][k])
-    return FitResult(log, cfg, select, best[1], best[0], samples, aux_samples)
+    return FitResult(log, cfg, select, best[1], best[0], samples, aux_samples, done)
 
 
 def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

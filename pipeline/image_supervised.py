@@ -1,5 +1,5 @@
 """Stages train_dualcoop, train_pvlr, train_coop@<coop, coop_dpt>: train one image-supervised method on each of
-its runs' label budgets of the cached trainval features, in one process (data/models/<method>/<run>.safetensors,
+its runs' label budgets of the cached trainval features and their augmented views (--views), in one process (data/models/<method>/<run>.safetensors,
 plots/train/<method>/<run>.json). Stages evaluate_dualcoop, evaluate_pvlr, evaluate_coop@<coop, coop_dpt>:
 score the cached test split once with each trained run (data/scores/<method>/<run>.parquet,
 metrics/<method>/<run>.json; + ZSL / GZSL metrics for zsl- runs)."""
@@ -14,6 +14,7 @@ from mlr_core.supervised import evaluate_runs, train_runs
 
 stage = stage_args(__doc__, lambda p: (p.add_argument("--budgets", default="data/budgets"),
                                        p.add_argument("--features", help="trainval (train_*) or test (evaluate_*) cache"),
+                                       p.add_argument("--views", help="train_*: the trainval views cache (features_views)"),
                                        p.add_argument("--trainval", default="data/features/trainval.parquet",
                                                       help="evaluate_*: the validation part's features (thresholds)")),
                    stages={**image_supervised_stages("train"), **image_supervised_stages("evaluate")})
@@ -25,7 +26,8 @@ try:
     # the resolution is the features stage's choice; the weights and preprocessing must match the cache
     clip = load_clip(mp.arch, mp.pretrained, mp.device, mp.precision, FeatureCache(features).meta["image_size"])
     if training:
-        results = train_runs(method, clip, params, budgets_dir=args.budgets, trainval_path=features)
+        results = train_runs(method, clip, params, budgets_dir=args.budgets, trainval_path=features,
+                             views_path=args.views)
     else:
         results = evaluate_runs(method, clip, params, budgets_dir=args.budgets, test_path=features,
                                 trainval_path=args.trainval)

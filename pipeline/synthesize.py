@@ -1,5 +1,5 @@
-"""Stage synthesize: images from the mined captions (and optionally the LLM sentences) with a local diffusers
-text-to-image pipeline (data/synthetic, metrics/synthesis.json). Data-parallel under `accelerate launch` /
+"""Stage synthesize: images from the synthesis prompts (stage synthesis_prompts: mined captions, optionally LLM
+sentences) with a local diffusers text-to-image pipeline (data/synthetic, metrics/synthesis.json). Data-parallel under `accelerate launch` /
 `torchrun` (see README)."""
 import sys
 from pathlib import Path
@@ -9,10 +9,9 @@ from _common import stage_args
 from mlr_core.io import atomic_write_json
 from mlr_core.models.t2i import T2IUnavailableError
 from mlr_core.shards import launched_processes
-from mlr_core.synthesis import SynthesisConfig, balanced_subset, load_pipeline, load_prompts, synthesize
+from mlr_core.synthesis import SynthesisConfig, load_pipeline, read_prompts, synthesize
 
-stage = stage_args(__doc__, lambda p: (p.add_argument("--captions", default="data/captions/mined.parquet"),
-                                       p.add_argument("--sentences", default="data/llm/sentences.parquet"),
+stage = stage_args(__doc__, lambda p: (p.add_argument("--prompts", default="data/synthetic_prompts.parquet"),
                                        p.add_argument("--out", default="data/synthetic")),
                    stages={"synthesize": None})
 args, sp = stage.args, stage.params.synthesis
@@ -21,8 +20,7 @@ cfg = SynthesisConfig(images_per_caption=sp.images_per_caption, resolution=sp.re
                       max_retries=sp.max_retries)
 try:
     processes = launched_processes(sp.device)
-    prompts = balanced_subset(load_prompts(args.captions, args.sentences if sp.llm_kinds else None, sp.llm_kinds),
-                              sp.per_class, sp.seed)
+    prompts = read_prompts(args.prompts)
     device = str(processes.device) if sp.device == "auto" else sp.device
     pipe = load_pipeline(sp.model, device, sp.dtype, sp.scheduler)
     summary = synthesize(pipe, prompts, args.out, cfg, model=sp.model, processes=processes)

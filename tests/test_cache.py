@@ -248,3 +248,40 @@ def test_a_text_cache_resume_redoes_the_shard_whose_labels_changed(clip, tmp_pat
     clean = write_text_feature_cache(texts, ids, labels, classes, clip, tmp_path / "clean.parquet", batch_size=2,
                                      shard_size=2)
     assert out.read_bytes() == clean.read_bytes()
+
+
+@pytest.mark.parametrize("cache_kind", ["images", "texts"])
+def test_kills_at_random_points_with_an_input_change_between_them_end_as_a_clean_run(world, clip, tmp_path,
+                                                                                    monkeypatch, cache_kind):
+    """Three kills at seeded random batches; after the first, one label row changes (an image of shard 0, or a
+    text): every resume keeps only current shards, and the finished cache is byte for byte a clean run's."""
+    import dataclasses
+    import random
+
+    from mlr_core.cache import write_text_feature_cache
+
+    rng = random.Random(f"cache-kills-{cache_kind}")
+    texts, ids, classes = [f"a red star number {i}." for i in range(10)], [f"c{i}" for i in range(10)], world.classes
+    old = world.targets.copy()
+    new = old.copy()
+    new[1] = 1 - new[1]
+
+    def write(labels, out):
+        if cache_kind == "images":
+            return write_feature_cache(dataclasses.replace(world, targets=labels), clip, out, batch_size=2, shard_size=4)
+        return write_text_feature_cache(texts, ids, labels, classes, clip, out, batch_size=2, shard_size=4)
+
+    name = "encode_image_features" if cache_kind == "images" else "encode_text_features"
+    real = getattr(features_mod, name)
+    out, labels, kills = tmp_path / "cache.parquet", old, 0
+    for round_ in range(3):
+        _killed_at_shard(monkeypatch, rng.randrange(2, 5) if round_ else 4, name)  # the first: after shard 0
+        try:
+            write(labels, out)
+        except KeyboardInterrupt:
+            kills += 1
+        monkeypatch.setattr(features_mod, name, real)
+        labels = new
+    assert kills >= 2
+    write(new, out)
+    assert out.read_bytes() == write(new, tmp_path / "clean.parquet").read_bytes()

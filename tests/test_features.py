@@ -426,6 +426,8 @@ def test_prompt_encoder_reproduces_hand_written_prompts(models, name):
     assert_close(specific, ref)
     expected_len = torch.tensor([len(tokenizer.encode(f"a photo of a {c}.")) + 2 for c in CLASSNAMES])
     assert torch.equal(full.lengths.cpu(), expected_len)
+    # the causal towers run only up to the longest prompt's EOT (the rest cannot reach any output)
+    assert enc.token_ids.shape[1] == int(expected_len.max()) < tokenizer.context_length
 
 
 def test_a_context_longer_than_the_text_tower_names_the_bound(models):

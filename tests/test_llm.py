@@ -1,5 +1,6 @@
 """LLM backends, reply cache, reply parsing and the question rounds of the data-free method."""
 import json
+import random
 import threading
 from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -296,6 +297,34 @@ def test_cache_hits_resume_and_partial_regeneration(table, tmp_path):
     changed = ScriptedLLM()
     _run(changed, tmp_path / "a.jsonl", table, counts=QuestionCounts(**{**COUNTS.__dict__, "sentences_per_pair": 3}))
     assert changed.calls == 2
+
+
+@pytest.mark.parametrize("change", ["kinds", "synonyms"])
+def test_kills_at_random_points_with_an_input_change_between_them_end_as_a_clean_run(table, tmp_path, change):
+    """Killed three times at seeded random points; after the first kill one input changes (the kinds of text
+    asked for: other requests; or the noun filter's table: other labels for the same replies): the last run ends
+    exactly where a clean run on the new inputs does."""
+    rng = random.Random(f"llm-kills-{change}")
+    old_kinds, new_kinds, new_table = ("attribute", "fine_attribute"), ("attribute", "fine_attribute"), table
+    if change == "kinds":
+        new_kinds = ("attribute", "fine_attribute", "relationship")
+    else:  # "tree" alone no longer names the class tree
+        new_table = SynonymTable.from_mapping({"circle": ["circle", "disc"], "square": ["square", "box"],
+                                               "star": ["star"], "ring": ["ring", "donut"], "tree": ["pine tree"],
+                                               "house": ["house", "hut"]}, CLASSES)
+    clean = _run(ScriptedLLM(), tmp_path / "clean.jsonl", new_table, kinds=new_kinds)
+    assert not _run(ScriptedLLM(), tmp_path / "old.jsonl", table, kinds=old_kinds)[0].equals(clean[0])  # it matters
+    kinds, synonyms, kills = old_kinds, table, 0
+    for round_ in range(3):
+        try:
+            _run(ScriptedLLM(fail_after=rng.randrange(3, 20)), tmp_path / "k.jsonl", synonyms, kinds=kinds)
+        except KeyboardInterrupt:
+            kills += 1
+        if round_ == 0:
+            kinds, synonyms = new_kinds, new_table
+    assert kills >= 2
+    rows, groups, summary, _ = _run(ScriptedLLM(), tmp_path / "k.jsonl", new_table, kinds=new_kinds)
+    assert rows.equals(clean[0]) and groups == clean[1] and summary == clean[2]
 
 
 def test_killed_midway_keeps_finished_chunks(table, tmp_path):

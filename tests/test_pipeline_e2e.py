@@ -31,7 +31,7 @@ TINY = {
     "t2i_pal": {"batch_size": 8, "n_ctx": 4, "runs": ["s0"]},
     "image_supervised": {
         "budgets": {"seeds": [0], "proportions": [0.5], "shots": [1], "val_fraction": 0.25},
-        "dualcoop": {"runs": ["partial50_s0"], "zeroshot_runs": ["zsl-tinyworld_15_5_s0"], "n_ctx": 4,
+        "dualcoop": {"runs": ["partial50_s0", "noaug-partial50_s0"], "zeroshot_runs": ["zsl-tinyworld_15_5_s0"], "n_ctx": 4,
                      "zeroshot_n_ctx": 4},
         "pvlr": {"runs": ["full_s0"]},
         "coop": {"runs": ["shot1_s0"], "n_ctx": 4},
@@ -205,6 +205,12 @@ def test_dvc_repro_end_to_end(project, first_run):
             assert (project / path).is_file(), path
         m = json.loads((project / "metrics" / method / f"{run_name}.json").read_text())
         assert m["run"] == run_name and m["method"] == method
+        # features.views.n views of each budget image, for the methods whose views param is on
+        assert m["train_views"] == (2 * m["train_images"] if method == "dualcoop" else 0) and m["train_images"] > 0
+    # the control trains on the same budget without the views, and is not ensembled
+    m = json.loads((project / "metrics" / "dualcoop" / "noaug-partial50_s0.json").read_text())
+    assert m["budget"] == "partial50_s0" and m["train_views"] == 0 and m["train_images"] > 0
+    assert not (project / "metrics" / "ensemble" / "tai_dpt+dualcoop_noaug-partial50_s0.json").exists()
     for name in ("tai_dpt+dualcoop_partial50_s0", "tai_dpt+coop_dpt_shot1_s0"):
         m = json.loads((project / "metrics" / "ensemble" / f"{name}.json").read_text())
         other, run_name = name.split("+")[1].split("_", 1) if "dualcoop" in name else ("coop_dpt", "shot1_s0")

@@ -2,6 +2,7 @@
 the synthetic folder read back as a dataset by the feature cache."""
 import json
 import os
+import random
 import subprocess
 import sys
 import textwrap
@@ -247,3 +248,59 @@ def test_scheduler_swap_and_unknown_scheduler(pipe_dir):
     assert images.shape == (1, 16, 16, 3) and not bad[0] and np.array_equal(images, again)  # noise comes from the seed
     with pytest.raises(ValueError, match="unknown diffusers scheduler"):
         load_pipeline(str(pipe_dir), "cpu", "fp32", "NoSuchScheduler")
+
+
+@pytest.mark.parametrize("change", ["text", "labels"])
+def test_kills_at_random_points_with_an_input_change_between_them_end_as_a_clean_run(pipe, tmp_path, capsys, change):
+    """Killed three times at seeded random points; between the first two a prompt of the finished shard 0
+    changes (its text, or only its label row: the noun filter re-run): the stale shard is redone, the others
+    kept, and the folder is byte for byte the one a clean run on the new prompts writes."""
+    rng = random.Random(f"kills-{change}")
+    new = prompts()
+    if change == "text":
+        new.texts[1] = "a blue square and a red circle"
+    else:
+        new.labels[1] = [1, 1, 0]
+    clean = tmp_path / "clean"
+    synthesize(pipe, new, clean, CFG, model="tiny")
+    out, current = tmp_path / "out", prompts()
+    for kill, die_after in enumerate([2 + rng.randrange(2), 1 + rng.randrange(2), 1]):
+        try:  # a run with less left than its kill point simply finishes
+            synthesize(Counting(pipe, die_after_calls=die_after), current, out, CFG, model="tiny")
+        except KeyboardInterrupt:
+            pass
+        if kill == 0:
+            assert (tmp_path / "out.partial" / "shard-00000.parquet").exists()
+            current = new
+    capsys.readouterr()
+    synthesize(pipe, new, out, CFG, model="tiny")
+    assert "shard 0 was made from other inputs" in capsys.readouterr().out or not (tmp_path / "out.partial").exists()
+    a, b = read_manifest_table(clean), read_manifest_table(out)
+    assert a.equals(b)
+    for p in a.column("path").to_pylist():
+        assert (clean / p).read_bytes() == (out / p).read_bytes()
+
+
+def test_a_finished_folder_is_redone_when_only_labels_changed(pipe, tmp_path):
+    out = tmp_path / "syn"
+    synthesize(pipe, prompts(), out, CFG, model="tiny")
+    relabelled = prompts()
+    relabelled.labels[4] = [1, 1, 1]
+    synthesize(pipe, relabelled, out, CFG, model="tiny")
+    labels = read_manifest_table(out).column("labels").combine_chunks().values.to_numpy().reshape(-1, 3)
+    assert np.array_equal(labels, np.repeat(relabelled.labels, 2, axis=0))  # not the stale rows
+    assert sorted(p.name for p in out.iterdir() if p.is_file()) == ["classes.txt", "manifest.csv", "manifest.parquet",
+                                                                   "state.json", "summary.json"]
+
+
+def test_prompts_file_round_trip_keeps_ids_sources_and_labels(tmp_path):
+    from mlr_core.synthesis import read_prompts, write_prompts
+
+    p = prompts()
+    p.sources[2] = "llm:relationship"
+    write_prompts(p, tmp_path / "prompts.parquet")
+    back = read_prompts(tmp_path / "prompts.parquet")
+    assert (back.ids, back.texts, back.sources, back.classes) == (p.ids, p.texts, p.sources, p.classes)
+    assert np.array_equal(back.labels, p.labels) and back.labels.dtype == np.int8
+    with pytest.raises(FileNotFoundError, match="synthesis_prompts"):
+        read_prompts(tmp_path / "missing.parquet")

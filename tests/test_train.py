@@ -42,6 +42,28 @@ def test_the_weights_kept_are_the_best_on_the_validation_signal():
     assert result.record()["selected_on"] == "val" and result.record()["selected_value"] == result.log[best]["val"]
 
 
+def test_patience_stops_a_run_after_evaluations_without_a_new_best_and_keeps_the_best():
+    """The signal rises until the 4th evaluation, then falls: with patience 3 the run stops at the 7th (step 14
+    of 30), keeps the weights of the 4th, and does what the full run would have kept."""
+    signal = [1, 2, 3, 4, 3.5, 3, 2, 1, 0, 0, 0, 0, 0, 0, 0]
+
+    def run(patience):
+        w = torch.nn.Parameter(torch.zeros(1))
+        module = torch.nn.Module()
+        module.w = w
+        calls = []
+        result = fit(module, {"x": torch.ones(8)}, lambda b: (calls.append(1) or (w - 1).pow(2).sum()),
+                     _cfg(lr=0.05, steps=30, eval_every=2, patience=patience), seed=0, desc="t",
+                     validate=lambda: {"val": signal[len(calls) // 2 - 1]}, select="val")
+        return result, float(w.detach()), len(calls)
+
+    stopped, w_stopped, n_stopped = run(3)
+    full, w_full, n_full = run(None)
+    assert (n_stopped, n_full) == (14, 30)
+    assert stopped.record()["steps_run"] == 14 and full.record()["steps_run"] == 30
+    assert stopped.selected_step == full.selected_step == 8 and w_stopped == w_full
+
+
 def test_keep_restores_another_module_and_on_step_runs_each_step():
     w = torch.nn.Parameter(torch.zeros(1))
     module, shadow = torch.nn.Module(), torch.nn.Module()

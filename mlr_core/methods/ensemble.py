@@ -92,7 +92,7 @@ def ensemble_runs(clip, params, *, trainval_path: str | Path, test_path: str | P
                   scores_dir: str | Path = "data/scores", metrics_dir: str | Path = "metrics",
                   plots_dir: str | Path = "plots") -> dict[str, dict]:
     """Every ensemble of ``image_supervised.ensemble``: ``partial_base`` + each DualCoOp run, ``fewshot_base`` +
-    each run of ``fewshot_method``. The base's run is the one of the same seed (``s<seed>``), else its first.
+    each run of ``fewshot_method`` (``noaug-`` controls left out). The base's run is the one of the same seed (``s<seed>``), else its first.
     -> name (``<base>+<method>_<run>``) -> metrics."""
     import torch
     from tqdm import tqdm
@@ -117,8 +117,9 @@ def ensemble_runs(clip, params, *, trainval_path: str | Path, test_path: str | P
         runs = list(getattr(params, base if base != "tai" else "tai_dpt").runs)
         return f"s{seed}" if f"s{seed}" in runs else runs[0]
 
-    pairs = [(ep.partial_base, "dualcoop", run) for run in isp.dualcoop.runs]
-    pairs += [(ep.fewshot_base, ep.fewshot_method, run) for run in isp.coop.runs]
+    # the noaug- controls are not ensembled: they exist to measure the views, not as methods
+    pairs = [(ep.partial_base, "dualcoop", run) for run in isp.dualcoop.runs if parse_run(run).views]
+    pairs += [(ep.fewshot_base, ep.fewshot_method, run) for run in isp.coop.runs if parse_run(run).views]
     out = {}
     for base, method, run in tqdm(pairs, desc="ensembles", unit="pair"):
         b_run = base_run(base, parse_run(run).seed)

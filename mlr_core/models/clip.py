@@ -25,7 +25,7 @@ import open_clip
 import torch
 from open_clip.transform import PreprocessCfg, image_transform_v2
 
-from mlr_core.io import file_sha256
+from mlr_core.io import file_sha256, one_line
 from mlr_core.models import require_hf_support
 
 
@@ -76,10 +76,8 @@ def regrid_visual(model: torch.nn.Module, image_size: int) -> None:
 
 
 def _bad_checkpoint(arch: str, pretrained: str, error: Exception) -> str:
-    detail = " ".join(str(error).split())
-    if len(detail) > 300:
-        detail = detail[:300] + " ..."
-    return (f"model.pretrained={pretrained!r}: not a loadable {arch} checkpoint ({type(error).__name__}: {detail}); "
+    return (f"model.pretrained={pretrained!r}: not a loadable {arch} checkpoint ({type(error).__name__}: "
+            f"{one_line(str(error), 300)}); "
             f"expected an open_clip state dict of model.arch={arch} (.pt / .bin / .safetensors, e.g. written by "
             f"`python -m mlr_core.models.clip fetch` or `random`)")
 
@@ -174,7 +172,8 @@ def load_clip(arch: str, pretrained: str | None, device: str = "auto", precision
               image_size: int | None = None) -> LoadedClip:
     """Build a frozen open_clip CLIP from params; see the module docstring for ``pretrained``."""
     weights_id: str
-    if arch.startswith(HF_HUB_PREFIX):  # config and weights from a Hugging Face repo, as open_clip takes them
+    hub = arch.startswith(HF_HUB_PREFIX)
+    if hub:  # config and weights from a Hugging Face repo, as open_clip takes them
         if pretrained is not None:
             raise ValueError(f"model.pretrained={pretrained!r}: an {HF_HUB_PREFIX} model.arch brings its own "
                              f"weights; set model.pretrained to null")
@@ -197,17 +196,14 @@ def load_clip(arch: str, pretrained: str | None, device: str = "auto", precision
         weights_id = f"sha256:{file_sha256(path)}"
     dev = resolve_device(device)
     require_hf_support(arch)
-    native = None if arch.startswith(HF_HUB_PREFIX) else native_image_size(arch)
     # Weights load at their own resolution; another features.image_size re-grids the positional embeddings
-    # after loading (below). Random weights are simply built at the requested size.
-    loads_weights = pretrained is not None or arch.startswith(HF_HUB_PREFIX)
-    regrid = loads_weights and image_size is not None and (image_size != native or arch.startswith(HF_HUB_PREFIX))
+    # after loading (below; a hub model's native size is known only once it is built). Random weights are simply
+    # built at the requested size.
+    regrid = image_size is not None and (hub or (pretrained is not None and image_size != native_image_size(arch)))
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             arch, pretrained=pretrained, precision=precision, device=dev,
             **({"force_image_size": image_size} if image_size and not regrid else {}))
-    except WeightsUnavailableError:
-        raise
     except Exception as e:  # open_clip, torch and safetensors each raise their own kinds for a bad file
         raise CheckpointError(_bad_checkpoint(arch, pretrained, e)) from e
     if regrid:

@@ -402,15 +402,21 @@ class PromptTextEncoder(nn.Module):
         token_ids = _tokenize(tokenizer, prompts)
         # the tokenizer silently truncates a prompt longer than the context (losing the class name and EOT)
         context = token_ids.shape[1]
-        names = _tokenize(tokenizer, [name + "." for name in self.classnames])
-        name_len = max(_content_span(tower, tokenizer, row)[1] - _content_span(tower, tokenizer, row)[0]
-                       for row in names)
-        if self.n_ctx + name_len + 2 > context:
+        # the special tokens around a text (SOT + EOT for CLIP's tokenizer) are counted on the empty string
+        n_special = int(_text_lengths(tower, _tokenize(tokenizer, [""]))[0])
+        name_len = int(_text_lengths(tower, _tokenize(tokenizer, [name + "." for name in self.classnames])).max())
+        name_len -= n_special
+        if self.n_ctx + name_len + n_special > context:
             raise ValueError(
                 f"n_ctx={self.n_ctx}: with the longest class name ({name_len} tokens) and the start / end tokens the "
-                f"prompt needs {self.n_ctx + name_len + 2} of the text tower's {context}; set the method's n_ctx "
-                f"(tai_dpt.n_ctx, t2i_pal.n_ctx, datafree.n_*, image_supervised.<method>.n_ctx) to at most "
-                f"{context - name_len - 2}")
+                f"prompt needs {self.n_ctx + name_len + n_special} of the text tower's {context}; set the method's "
+                f"n_ctx (tai_dpt.n_ctx, t2i_pal.n_ctx, datafree.n_*, image_supervised.<method>.n_ctx) to at most "
+                f"{context - name_len - n_special}")
+        if tower.attn_mask is not None and tower.pool_type in ("argmax", "eos"):
+            # A causal tower pooled at the EOT: nothing after the longest prompt's EOT reaches any output, so the
+            # padding is cut off (the text tower is most of a prompt method's step: 20 of 32 tokens on tinyworld,
+            # about 20 of 77 on real CLIP)
+            token_ids = token_ids[:, :int(_text_lengths(tower, token_ids).max())]
         ctx_start = _content_span(tower, tokenizer, token_ids[0])[0]
         window = token_ids[:, ctx_start:ctx_start + self.n_ctx]
         if window.shape[1] != self.n_ctx or not bool((window == ph_id).all()):

