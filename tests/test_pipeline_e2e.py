@@ -264,7 +264,7 @@ def test_a_tracked_key_reruns_exactly_its_readers_and_an_untracked_one_nothing(p
     # re-runs the stages that read the dataset section, whose outputs do not change, so nothing else runs
     commit(project, "changed")
     out = run(["dvc", "exp", "run", "-S", "dataset.voc_difficult=negative"], project)
-    assert ran_stages(out) == {"features@trainval", "features@test", "mine_captions", "budgets"}
+    assert ran_stages(out) == {"features@trainval", "features@test", "features_views", "mine_captions", "budgets"}
 
     twin_out, _ = twin_run.communicate()
     assert twin_run.returncode == 0, twin_out[-3000:]
