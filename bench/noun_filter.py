@@ -14,7 +14,10 @@ table (tinyworld / coco2014). Both methods label the same sentences in the same 
 
 Reported: sentences/s for both, the ratio, agreement (identical label sets), micro precision/recall/F1
 against the ground truth per part and overall, and the fast path's agreement with ``NounFilter.labels``
-on a sample. Writes bench/results/noun_filter.json.
+on a sample. Then the hand-labelled check set (``tests/data/noun_filter_check.tsv``, written sentence by
+sentence in the COCO caption style, each with its table, pattern and gold classes): micro precision /
+recall / F1 per pattern and overall for the reference, this filter, and this filter without the shared
+stop-phrases. Writes bench/results/noun_filter.json.
 
 Usage: python bench/noun_filter.py [--n 100000] [--seed 0] [--check-slow 2000]
 """
@@ -33,6 +36,62 @@ from mlr_core.io import atomic_write_json
 from mlr_core.text.noun_filter import NounFilter, SynonymTable, reference_labels
 
 RESULTS = Path(__file__).parent / "results" / "noun_filter.json"
+CHECK_SET = Path(__file__).resolve().parent.parent / "tests" / "data" / "noun_filter_check.tsv"
+
+
+# ----------------------------------------------------------------------------------- the check set
+def read_check_set(path: Path = CHECK_SET) -> list[tuple[str, str, set[str], str]]:
+    """(table, pattern, gold class names, sentence) per row of the hand-labelled check set."""
+    rows = []
+    header_seen = False
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split("\t")
+        if not header_seen:
+            if fields != ["table", "pattern", "gold", "sentence"]:
+                raise ValueError(f"{path}:{n}: expected the header table, pattern, gold, sentence")
+            header_seen = True
+            continue
+        if len(fields) != 4 or not all(fields):
+            raise ValueError(f"{path}:{n}: expected 4 tab-separated fields (table, pattern, gold, sentence)")
+        table, pattern, gold, sentence = fields
+        rows.append((table, pattern, set() if gold == "-" else set(gold.split("|")), sentence))
+    return rows
+
+
+def check_set_scores(rows: list[tuple[str, str, set[str], str]]) -> dict:
+    """Micro precision / recall / F1 per pattern (pooled over tables) and overall, for the reference, this
+    filter, and this filter with no shared stop-phrases."""
+    methods = ("reference", "noun_filter", "noun_filter_no_stop_phrases")
+    pred: dict[str, list[set]] = {m: [] for m in methods}
+    gold: list[set] = []
+    patterns: list[str] = []
+    for t, name in enumerate(sorted({r[0] for r in rows})):
+        table = SynonymTable.load(name)
+        bare = SynonymTable.load(name, stop_file=None)
+        idx = {c: i for i, c in enumerate(table.classes)}
+        ours, no_stops = NounFilter(table), NounFilter(bare)
+        for tname, pattern, g, sentence in rows:
+            if tname != name:
+                continue
+            unknown = g - set(idx)
+            if unknown:
+                raise ValueError(f"{CHECK_SET}: {sentence!r}: {sorted(unknown)} are not classes of {name}")
+            shift = 1000 * t  # disjoint class ids per table for the pooled scores
+            pred["reference"].append({c + shift for c in reference_labels(sentence, table)})
+            pred["noun_filter"].append({c + shift for c in ours.labels(sentence)})
+            pred["noun_filter_no_stop_phrases"].append({c + shift for c in no_stops.labels(sentence)})
+            gold.append({idx[c] + shift for c in g})
+            patterns.append(pattern)
+    out: dict = {"sentences": len(gold), "per_pattern": {}}
+    for pattern in sorted(set(patterns)):
+        keep = [i for i, p in enumerate(patterns) if p == pattern]
+        out["per_pattern"][pattern] = {"sentences": len(keep), **{
+            m: prf([pred[m][i] for i in keep], [gold[i] for i in keep]) for m in methods}}
+    out["overall"] = {m: prf(pred[m], gold) for m in methods}
+    out["sentences_exactly_right"] = {m: sum(p == g for p, g in zip(pred[m], gold)) for m in methods}
+    return out
 
 
 # ----------------------------------------------------------------------------------------- tinyworld
@@ -230,6 +289,7 @@ def run(n: int, seed: int, check_slow: int) -> dict:
         "agreement_with_reference": round(sum(a == b for a, b in zip(all_ref, all_fast)) / n, 4),
         "reference": prf(all_ref, all_gold), "noun_filter": prf(all_fast, all_gold),
     }
+    result["check_set"] = check_set_scores(read_check_set())
     result["platform"] = {"python": platform.python_version(), "machine": platform.machine(),
                           "processor": platform.processor() or None}
     return result

@@ -90,6 +90,20 @@ class _ImageFiles(torch.utils.data.Dataset):
             return i, None, f"cannot read image {self.paths[i]}: {type(e).__name__}: {e}"
 
 
+def load_images(paths: Sequence[Path], transform) -> np.ndarray:
+    """The images at ``paths``, decoded and preprocessed as the cache writer does, stacked (N, 3, H, W) in float16
+    (half the memory). For the paths that train on pixels rather than cached features (PVLR ``ft-`` runs); an
+    unreadable image raises :class:`ImageReadError` naming it (the caller passes only images the features stage
+    could read)."""
+    files, out = _ImageFiles(paths, transform), []
+    for i in tqdm(range(len(files)), desc="load images", unit="image", leave=False, disable=len(files) < 256):
+        _, x, err = files[i]
+        if err is not None:
+            raise ImageReadError(err)
+        out.append(x.to(torch.float16).numpy())
+    return np.stack(out) if out else np.zeros((0, 3, 1, 1), np.float16)
+
+
 def _collate(items):
     ok = [(i, x) for i, x, err in items if err is None]
     errors = [(i, err) for i, x, err in items if err is not None]

@@ -21,7 +21,7 @@ Fields carry a ``role`` where it matters to DVC (``json_schema_extra``; :func:`f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -216,6 +216,9 @@ class TrainingParams(_Section):
     eval_every: int = Field(ge=1, description="steps between evaluations of the validation signal (and the last)")
     patience: Optional[int] = Field(ge=1, description="stop a run after this many evaluations without a new best "
                                                       "on its validation signal; null = run every step")
+    workers: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = _role(
+        "runtime", "a stage's runs at once, in worker processes on one CPU thread each (auto: one per core; 1 on a "
+                   "GPU); not tracked: the outputs are the same for any count (mlr_core.parallel)")
 
     @model_validator(mode="after")
     def _within(self):
@@ -314,6 +317,8 @@ class T2IPalParams(_PromptTraining):
     batch_size: int = Field(ge=1, description="captions per step, and as many synthetic images")
     heldout_fraction: float = Field(gt=0, lt=1, description="captions and synthetic images held out: the "
                                                             "validation signal (held-out images' mAP)")
+    image_fraction: float = Field(gt=0, le=1, description="a seeded part of the training synthetic images (1: all; "
+                                                           "the imagesNN controls: mAP against their number)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -322,10 +327,12 @@ class T2IPalParams(_PromptTraining):
 
 
 # ---- image-supervised methods: label budgets, DualCoOp, PVLR, CoOp few-shot, score ensembles ----
-def _check_runs(runs: list[str]) -> None:
-    """Each name follows the run-name grammar, whose one home is :func:`mlr_core.runs.parse_run`."""
+def _check_runs(runs: list[str], finetune: bool = False) -> None:
+    """Each name follows the run-name grammar, whose one home is :func:`mlr_core.runs.parse_run`; ``ft-`` runs
+    only where the method can fine-tune its image encoder (``finetune``)."""
     for run in runs:
-        parse_run(run)  # BudgetError (a ValueError) names the run and the grammar
+        if parse_run(run).finetune and not finetune:  # BudgetError (a ValueError) names the run and the grammar
+            raise ValueError(f"run {run!r}: ft- (image-encoder fine-tuning) is a PVLR option only")
     if len(set(runs)) != len(runs):
         raise ValueError(f"duplicate runs in {runs}")
 
@@ -395,8 +402,8 @@ class DualCoOpParams(_AslTraining):
 
 
 class PvlrParams(_AslTraining):
-    """PVLR (mlr_core.methods.pvlr) on cached (frozen) dense trainval features; the paper fine-tunes the
-    image encoder."""
+    """PVLR (mlr_core.methods.pvlr) on cached (frozen) dense trainval features; an ``ft-`` run fine-tunes the
+    image encoder on the images instead (the paper's setting)."""
 
     runs: list[str] = Field(description="<budget>_s<seed> runs, trained in one stage")
     views: bool = Field(description="train on the budget images' augmented views too (features.views); chosen on "
@@ -406,12 +413,13 @@ class PvlrParams(_AslTraining):
     num_heads: int = Field(ge=1)
     kcr_weight: float = Field(ge=0, description="lambda: L = L_cls + lambda * L_KCR")
     ema_decay: float = Field(ge=0, lt=1, description="EMA of the weights used at test; 0 = off")
+    finetune_lr: float = Field(gt=0, description="ft- runs: the image encoder's lr (the rest keeps lr)")
 
     @model_validator(mode="after")
     def _check(self):
         if self.hard_prompt.count("{}") != 1:
             raise ValueError("hard_prompt must contain exactly one '{}'")
-        _check_runs(self.runs)
+        _check_runs(self.runs, finetune=True)
         return self
 
 
@@ -532,6 +540,8 @@ class DatafreeParams(_PromptTraining):
     image_temperature: float = Field(gt=0)
     global_weight: float = Field(ge=0, le=1, description="lambda_2: score = l2 * global + (1 - l2) * local")
     heldout_fraction: float = Field(gt=0, lt=1, description="sentences held out: the validation signal")
+    sentence_fraction: float = Field(gt=0, le=1, description="a seeded part of the training sentences (1: all; "
+                                                              "the sentencesNN controls: mAP against the text)")
     runs: list[str] = Field(description="s<seed> (this section's settings) or <control>_s<seed> (layouts and the "
                                         "order loss, mlr_core.methods.controls.DATAFREE_CONTROLS), one stage")
 

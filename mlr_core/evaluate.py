@@ -31,15 +31,24 @@ def provenance(cache: FeatureCache) -> dict:
             "dataset": m.get("dataset")}
 
 
-def score_cache(cache: FeatureCache, scorer, batch_rows: int = 256):
-    """-> (image_ids, scores (N, C), probabilities (N, C), targets (N, C)) over the whole cache."""
-    columns = ("global", "dense") if getattr(scorer, "needs_dense", False) else ("global",)
+def score_cache(cache: FeatureCache, scorer, batch_rows: int = 256, images=None):
+    """-> (image_ids, scores (N, C), probabilities (N, C), targets (N, C)) over the whole cache.
+
+    A scorer that ``needs_images`` (its own fine-tuned image encoder) scores the pixels of the cache's images
+    instead of their features: ``images(ids)`` returns them preprocessed."""
+    by_pixels = getattr(scorer, "needs_images", False)
+    if by_pixels and images is None:
+        raise ValueError(f"{type(scorer).__name__} scores images (a fine-tuned image encoder): pass images")
+    columns = () if by_pixels else ("global", "dense") if getattr(scorer, "needs_dense", False) else ("global",)
     ids, scores, probs, targets = [], [], [], []
     with torch.no_grad():
         for batch in tqdm(cache.iter_batches(columns, batch_rows), desc=f"score {cache.path.name}",
                           total=-(-len(cache) // batch_rows), unit="batch"):
-            dense = torch.from_numpy(batch.dense.astype(np.float32)) if batch.dense is not None else None
-            s, p = scorer(torch.from_numpy(batch.global_.astype(np.float32)), dense)
+            if by_pixels:
+                s, p = scorer.score_images(images(batch.image_ids))
+            else:
+                dense = torch.from_numpy(batch.dense.astype(np.float32)) if batch.dense is not None else None
+                s, p = scorer(torch.from_numpy(batch.global_.astype(np.float32)), dense)
             ids += batch.image_ids
             scores.append(s.numpy())
             probs.append(p.numpy())
@@ -115,13 +124,14 @@ def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.n
 def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float, top_k: list[int],
                     scores_path: str | Path, metrics_path: str | Path, plots_dir: str | Path,
                     plot_name: str | None = None, info: dict | None = None,
-                    class_thresholds: np.ndarray | None = None) -> tuple[dict, np.ndarray, np.ndarray]:
-    """Score ``cache`` with ``scorer`` once, save the scores, write the metrics and plots.
+                    class_thresholds: np.ndarray | None = None, images=None) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Score ``cache`` with ``scorer`` once (``images``: see :func:`score_cache`), save the scores, write the
+    metrics and plots.
 
     Returns (metrics, scores, targets). The metrics hold ``method`` (``name``), ``info`` and the cache's
     :func:`provenance`; the plots are named ``plot_name`` (default: ``name``)."""
     check_top_k(top_k, cache.classes)
-    ids, scores, probs, targets = score_cache(cache, scorer)
+    ids, scores, probs, targets = score_cache(cache, scorer, images=images)
     origin = provenance(cache)
     write_scores(scores_path, ids, cache.classes, scores, origin)
     summary = evaluate_scores(scores, probs, targets, cache.classes, threshold=threshold, top_k=top_k,

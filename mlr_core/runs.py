@@ -1,7 +1,8 @@
 """The run-name grammar, ``<budget>_s<seed>``: ``full_s<seed>``, ``partial<pct>_s<seed>``, ``shot<k>_s<seed>``,
 ``zsl-<split>_s<seed>`` (see :mod:`mlr_core.budgets` for what each budget is), each optionally after ``noaug-``
-(the control trained without the augmented views of :mod:`mlr_core.views`). One home, used by the params
-validation and by the budgets; dependency-free so that validating params costs nothing.
+(the control trained without the augmented views of :mod:`mlr_core.views`) or ``ft-`` (PVLR with its image encoder
+fine-tuned on the budget's images, the paper's setting, instead of frozen cached features). One home, used by the
+params validation and by the budgets; dependency-free so that validating params costs nothing.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Run:
     value: float | int | str | None  # proportion, shots, split name
     seed: int
     views: bool = True  # trains on the augmented views too (when given); a "noaug-" run: the images alone
+    finetune: bool = False  # an "ft-" run: the image encoder is trained too, on the images (no cached features)
 
     @property
     def budget(self) -> str:
@@ -33,7 +35,7 @@ class Run:
         return f"full_s{self.seed}"
 
 
-_RUN = re.compile(r"^(noaug-)?(?:(full)|partial(\d{1,3})|shot(\d+)|zsl-([A-Za-z0-9_.-]+?))_s(\d+)$")
+_RUN = re.compile(r"^(noaug-|ft-)?(?:(full)|partial(\d{1,3})|shot(\d+)|zsl-([A-Za-z0-9_.-]+?))_s(\d+)$")
 
 
 def parse_run(name: str) -> Run:
@@ -41,27 +43,30 @@ def parse_run(name: str) -> Run:
 
     Example:
         >>> parse_run("partial10_s2")
-        Run(name='partial10_s2', kind='partial', value=0.1, seed=2, views=True)
+        Run(name='partial10_s2', kind='partial', value=0.1, seed=2, views=True, finetune=False)
         >>> parse_run("zsl-coco_48_17_s0").value
         'coco_48_17'
         >>> parse_run("noaug-partial10_s0").budget  # the same budget, trained without the augmented views
         'partial10_s0'
+        >>> parse_run("ft-full_s1").finetune  # the image encoder fine-tuned (PVLR); the views are cached features
+        True
     """
     m = _RUN.match(name)
     if not m:
         raise BudgetError(f"run {name!r}: expected full_s<seed>, partial<pct>_s<seed>, shot<k>_s<seed> or "
-                          f"zsl-<split>_s<seed>, optionally after noaug- (without the augmented views)")
-    noaug, full, pct, shots, split, seed = m.groups()
-    views = noaug is None
+                          f"zsl-<split>_s<seed>, optionally after noaug- (without the augmented views) or ft- "
+                          f"(PVLR: the image encoder fine-tuned)")
+    prefix, full, pct, shots, split, seed = m.groups()
+    views, finetune = prefix is None, prefix == "ft-"
     if pct is not None:
         if not 0 < int(pct) <= 100:
             raise BudgetError(f"run {name!r}: percentage must be in 1..100")
-        return Run(name, "partial", int(pct) / 100, int(seed), views)
+        return Run(name, "partial", int(pct) / 100, int(seed), views, finetune)
     if shots is not None:
-        return Run(name, "shot", int(shots), int(seed), views)
+        return Run(name, "shot", int(shots), int(seed), views, finetune)
     if split is not None:
-        return Run(name, "zsl", split, int(seed), views)
-    return Run(name, "full", None, int(seed), views)
+        return Run(name, "zsl", split, int(seed), views, finetune)
+    return Run(name, "full", None, int(seed), views, finetune)
 
 
 @dataclass(frozen=True)

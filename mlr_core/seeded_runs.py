@@ -23,16 +23,21 @@ def seeded_runs(runs: list[str], controls: dict[str, dict]) -> list[SeededRun]:
 
 
 def train_seeded_runs(method: str, section, controls: dict[str, dict],
-                      train_one: Callable[[SeededRun, WithControl, Path], object], *,
+                      train_one: Callable[[SeededRun, WithControl, Path], object], *, workers: int | str, device: str,
                       out_dir: str | Path = "data/prompts", plots_dir: str | Path = "plots") -> dict:
     """``train_one(run, p, out_path) -> FitResult`` for each run in ``section.runs`` (``p``: the section with the
-    run's control applied); writes each training log. Returns run name -> FitResult."""
-    results = {}
-    for run in tqdm(seeded_runs(section.runs, controls), desc=f"train {method}", unit="run"):
+    run's control applied), ``workers`` at once (:func:`mlr_core.parallel.map_runs`); writes each training log.
+    Returns run name -> FitResult."""
+    from mlr_core.parallel import map_runs
+
+    def one(run: SeededRun):
         result = train_one(run, WithControl(section, run.control, controls), artifact_path(out_dir, method, run.name))
         atomic_write_json(Path(plots_dir) / "train" / method / f"{run.name}.json", result.log)
-        results[run.name] = result
-    return results
+        return result
+
+    runs = seeded_runs(section.runs, controls)
+    return dict(zip((r.name for r in runs), map_runs(one, runs, workers=workers, device=device,
+                                                      desc=f"train {method}")))
 
 
 def evaluate_seeded_runs(method: str, runs: list[str], controls: dict[str, dict], clip, params, *, test_path,

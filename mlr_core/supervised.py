@@ -53,9 +53,13 @@ def method_runs(method: str, params) -> list[str]:
 
 
 def train_runs(method: str, clip, params, **paths) -> dict[str, dict]:
-    """:func:`train_run` for each of :func:`method_runs`, in order: run name -> its last log entry."""
+    """:func:`train_run` for each of :func:`method_runs`, ``training.workers`` at once
+    (:func:`mlr_core.parallel.map_runs`): run name -> its record."""
+    from mlr_core.parallel import map_runs
+
     runs = method_runs(method, params)
-    return {run: train_run(method, run, clip, params, **paths) for run in tqdm(runs, desc=f"train {method}", unit="run")}
+    return dict(zip(runs, map_runs(lambda run: train_run(method, run, clip, params, **paths), runs,
+                                   workers=params.training.workers, device=clip.device, desc=f"train {method}")))
 
 
 def evaluate_runs(method: str, clip, params, **paths) -> dict[str, dict]:
@@ -74,23 +78,26 @@ def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Pa
 
     Writes ``{out_dir}/{method}/{run}.safetensors`` (the budget's size and the CLIP weights id in its
     metadata) and ``{plots_dir}/train/{method}/{run}.json``; returns the last log entry. The test split is
-    not read; the validation part is its images alone (no views)."""
+    not read; the validation part is its images alone (no views). An ``ft-`` run (PVLR) trains on the pixels of
+    the budget's images (the ``dataset`` params' files of the images the trainval cache holds), fine-tuning the
+    image encoder."""
     run = parse_run(run_name)
     trainval = FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)
     budget = load_budget(budgets_dir, run.budget)
-    arrays = budget_features(budget, trainval)
+    part = _part_reader(method, run, trainval, clip, params)
+    arrays = part(budget)
     n_images, n_views = len(arrays["labels"]), 0
     if views_path is not None and run.views and method_params(method, params).views:
         views = budget_features(budget, FeatureCache(views_path, expect_fingerprint=clip.fingerprint), views=True)
         n_views = len(views["labels"])
         arrays = {k: np.concatenate([arrays[k], views[k]]) for k in arrays}
     train = _tensors(arrays)
-    val = _tensors(budget_features(load_budget(budgets_dir, "val"), trainval))
+    val = _tensors(part(load_budget(budgets_dir, "val")))
 
     def evaluate_val(scorer) -> dict:
         if not len(val["labels"]):
             return {}
-        s, _ = scorer(val["global"].float(), val["dense"].float())
+        s, _ = _score_part(scorer, val)
         return {"val_mAP": round(multilabel_metrics(s.numpy(), val["labels"].numpy(), top_k=())["mAP"], 3)}
 
     p = method_params(method, params)
@@ -130,15 +137,17 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     info = {"run": run.name, "budget": meta.get("budget"), "seed": run.seed,
             "train_images": meta.get("train_images"), "train_views": meta.get("train_views"),
             "known_labels": meta.get("known_labels"),
+            **({"image_encoder": "fine-tuned"} if run.finetune else {}),
             "training": meta.get("training")}
     metrics_path = Path(metrics_dir) / method / f"{run.name}.json"
-    val = _tensors(budget_features(load_budget(budgets_dir, "val"),
-                                   FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)))
+    trainval = FeatureCache(trainval_path, expect_fingerprint=clip.fingerprint)
+    val = _tensors(_part_reader(method, run, trainval, clip, params)(load_budget(budgets_dir, "val")))
     with torch.no_grad():
-        _, val_probs = scorer(val["global"].float(), val["dense"].float())
+        _, val_probs = _score_part(scorer, val)
     thresholds = f1_thresholds(val_probs.numpy(), val["labels"].numpy(), default=ev.threshold)
     summary, scores, targets = evaluate_method(
         test, scorer, name=method, threshold=ev.threshold, top_k=ev.top_k,
+        images=method_module(method).images_by_id(params.dataset, "test", clip.preprocess) if run.finetune else None,
         scores_path=Path(scores_dir) / method / f"{run.name}.parquet", metrics_path=metrics_path,
         plots_dir=plots_dir, plot_name=f"{method}/{run.name}", info=info, class_thresholds=thresholds)
     if run.kind == "zsl":
@@ -152,6 +161,23 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
         summary["unseen"] = unseen
         atomic_write_json(metrics_path, summary)
     return summary
+
+
+def _part_reader(method: str, run, trainval: FeatureCache, clip, params):
+    """budget -> its training / validation arrays: the cached features, or for an ``ft-`` run the images' pixels
+    (float16, the model's preprocessing; the method module reads them: PVLR is the one with ``ft-`` runs)."""
+    if not run.finetune:
+        return lambda budget: budget_features(budget, trainval)
+    pixels = method_module(method)
+    paths = pixels.image_files(params.dataset, "trainval")
+    return lambda budget: pixels.budget_images(budget, trainval, paths, clip.preprocess)
+
+
+def _score_part(scorer, part: dict):
+    """(scores, probabilities) of a validation part: its cached features, or its images (``ft-`` runs)."""
+    if "images" in part:
+        return scorer.score_images(part["images"])
+    return scorer(part["global"].float(), part["dense"].float())
 
 
 def trained_model_path(models_dir: str | Path, method: str, run_name: str) -> Path:

@@ -125,7 +125,7 @@ def lr_factor(step: int, cfg: OptimConfig) -> float:
 def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Callable[[dict], torch.Tensor],
         cfg: OptimConfig, *, seed: int, desc: str, validate: Callable[[], dict] | None = None,
         select: str | None = None, keep: torch.nn.Module | None = None, on_step: Callable[[], None] | None = None,
-        aux: dict[str, torch.Tensor] | None = None) -> FitResult:
+        aux: dict[str, torch.Tensor] | None = None, lr_scales: dict[str, float] | None = None) -> FitResult:
     """Train ``module``'s trainable parameters on ``tensors`` (equal first dimension) for ``cfg.steps`` steps.
 
     Every ``cfg.eval_every`` steps and at the last, ``validate()`` (under ``no_grad``, in eval mode) returns
@@ -135,18 +135,23 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
     kept unless it beat the best: the stop only saves time, judged on the validation signal alone). ``on_step()`` runs after each
     optimiser step (e.g. an EMA update). ``aux`` is an optional second source (its own first dimension, e.g.
     synthetic images beside captions): each step also draws ``cfg.batch_size`` of its rows from its own seeded
-    reshuffles, passed to ``loss_fn`` as ``batch["aux"]``.
+    reshuffles, passed to ``loss_fn`` as ``batch["aux"]``. ``lr_scales``: {parameter-name prefix: multiplier of
+    ``cfg.lr``} for parameter groups with their own lr (e.g. a fine-tuned image encoder), under the same schedule.
     """
     n = len(next(iter(tensors.values())))
     if n == 0:
         raise ValueError(f"{desc}: no training samples")
     if cfg.steps < 1 or cfg.eval_every < 1:
         raise ValueError(f"{desc}: training.steps and training.eval_every must be >= 1")
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
+    groups: dict[float, list[torch.nn.Parameter]] = {}
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            scale = next((s for prefix, s in (lr_scales or {}).items() if name.startswith(prefix)), 1.0)
+            groups.setdefault(scale, []).append(p)
+    if not groups:
         raise ValueError(f"{desc}: the module has no trainable parameters")
     keep = module if keep is None else keep
-    opt = make_optimizer(params, cfg)
+    opt = make_optimizer([{"params": ps, "lr_scale": s} for s, ps in groups.items()], cfg)
     batches = _cycled_batches(tensors, cfg.batch_size, seed)
     aux_batches = _cycled_batches(aux, cfg.batch_size, seed + 1) if aux else None
     log: list[dict] = []
@@ -156,7 +161,7 @@ def fit(module: torch.nn.Module, tensors: dict[str, torch.Tensor], loss_fn: Call
     module.train()
     for step in range(cfg.steps):
         for g in opt.param_groups:
-            g["lr"] = cfg.lr * lr_factor(step, cfg)
+            g["lr"] = cfg.lr * g["lr_scale"] * lr_factor(step, cfg)
         batch = next(batches)
         samples += len(batch[next(iter(tensors))])
         if aux_batches is not None:

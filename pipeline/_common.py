@@ -18,7 +18,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -103,6 +103,7 @@ class Stage:
                        # script's mapping gives for it (e.g. a (variant, run) pair of a matrix stage)
     args: argparse.Namespace
     params: Any        # a ParamsView of mlr_core.config.Params
+    reads: set = field(default_factory=set)  # the params keys read so far (the trace)
 
 
 _TRACE: list[dict] = []
@@ -161,7 +162,7 @@ def stage_args(description: str, extra: Callable[[argparse.ArgumentParser], Any]
         view = ParamsView(params, "", declared | runtime, name, reads)
     except (ParamsError, StageError) as e:
         sys.exit(f"error: {e}")
-    return Stage(name, base, item, args, view)
+    return Stage(name, base, item, args, view, reads)
 
 
 def image_supervised_stages(kind: str) -> dict[str, Callable | None]:

@@ -6,6 +6,7 @@ metrics/<method>/<run>.json; + ZSL / GZSL metrics for zsl- runs)."""
 import sys
 
 from _common import image_supervised_method, image_supervised_stages, stage_args
+from _training import trace_worker_reads
 
 from mlr_core.budgets import BudgetError
 from mlr_core.cache import CacheMismatchError, FeatureCache
@@ -20,6 +21,7 @@ stage = stage_args(__doc__, lambda p: (p.add_argument("--budgets", default="data
                    stages={**image_supervised_stages("train"), **image_supervised_stages("evaluate")})
 args, params = stage.args, stage.params
 method, training = image_supervised_method(stage), stage.base.startswith("train_")
+trace_worker_reads(stage)
 features = args.features or f"data/features/{'trainval' if training else 'test'}.parquet"
 mp = params.model
 try:

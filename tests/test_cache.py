@@ -5,17 +5,12 @@ from PIL import Image
 
 import mlr_core.models.features as features_mod
 from mlr_core.cache import CacheMismatchError, FeatureCache, ImageReadError, write_feature_cache
-from mlr_core.data.manifest import read_manifest
-from mlr_core.data.tinyworld import write_tinyworld
 from mlr_core.models.clip import load_clip
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tw")
-    write_tinyworld(root, seed=1, image_size=64, min_objects=1, max_objects=4, n_corpus=0,
-                    captions_per_scene=1, n_trainval=2, n_test=10)
-    return read_manifest(root / "benchmark" / "manifest.csv", root / "benchmark" / "classes.txt").subset("test")
+def world(make_benchmark):
+    return make_benchmark(seed=1, n_trainval=2, n_test=10, split="test")
 
 
 def test_cache_matches_the_model_and_streams(world, clip, tmp_path):

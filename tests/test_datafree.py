@@ -133,6 +133,16 @@ def test_kinds_select_the_training_sentences(clip, llm_outputs, tmp_path):
         _train(clip, llm_outputs, tmp_path / "s.safetensors", kinds=["nonsense"])
 
 
+def test_a_sentence_fraction_trains_on_a_seeded_part_of_the_sentences(clip, llm_outputs, tmp_path):
+    full = _train(clip, llm_outputs, tmp_path / "all.safetensors")
+    half = _train(clip, llm_outputs, tmp_path / "half.safetensors", sentence_fraction=0.5)
+    _, meta_all = HierarchicalPrompts.load(tmp_path / "all.safetensors", clip)
+    _, meta_half = HierarchicalPrompts.load(tmp_path / "half.safetensors", clip)
+    assert meta_all["n_train_sentences"] == 108 and meta_half["n_train_sentences"] == 54  # 120 less 12 held out
+    assert meta_half["n_sentences"] == meta_all["n_sentences"] == 120
+    assert half.steps_run == full.steps_run == 16  # the same step budget, drawn from fewer sentences
+
+
 def test_an_unusable_llm_hierarchy_falls_back_to_wordnet_and_says_so(clip, llm_outputs, tmp_path):
     """The fixture's LLM grouping is one coarse group: unusable, so ``auto`` takes WordNet's hypernyms and the
     artifact records which source each level came from."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from safetensors import safe_open
 from sklearn.metrics import average_precision_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ TINY = {
         "budgets": {"seeds": [0], "proportions": [0.5], "shots": [1], "val_fraction": 0.25},
         "dualcoop": {"runs": ["partial50_s0", "noaug-partial50_s0"], "zeroshot_runs": ["zsl-tinyworld_15_5_s0"], "n_ctx": 4,
                      "zeroshot_n_ctx": 4},
-        "pvlr": {"runs": ["full_s0"]},
+        "pvlr": {"runs": ["full_s0", "ft-full_s0"]},
         "coop": {"runs": ["shot1_s0"], "n_ctx": 4},
     },
 }
@@ -199,7 +200,7 @@ def test_dvc_repro_end_to_end(project, first_run):
             assert m["training"]["steps"] == 2 and m["run"] == "s0" and m["seed"] == 0
     # one stage per image-supervised method ran every run of it: each run's model, log, scores and metrics
     for method, run_name in (("dualcoop", "partial50_s0"), ("dualcoop", "zsl-tinyworld_15_5_s0"), ("pvlr", "full_s0"),
-                             ("coop", "shot1_s0"), ("coop_dpt", "shot1_s0")):
+                             ("pvlr", "ft-full_s0"), ("coop", "shot1_s0"), ("coop_dpt", "shot1_s0")):
         for path in (f"data/models/{method}/{run_name}.safetensors", f"plots/train/{method}/{run_name}.json",
                      f"data/scores/{method}/{run_name}.parquet", f"plots/pr_curve/{method}/{run_name}.json"):
             assert (project / path).is_file(), path
@@ -207,6 +208,11 @@ def test_dvc_repro_end_to_end(project, first_run):
         assert m["run"] == run_name and m["method"] == method
         # features.views.n views of each budget image, for the methods whose views param is on
         assert m["train_views"] == (2 * m["train_images"] if method == "dualcoop" else 0) and m["train_images"] > 0
+    # PVLR's ft- run trained its own copy of the image encoder on the pixels and scored the test images with it
+    m = json.loads((project / "metrics" / "pvlr" / "ft-full_s0.json").read_text())
+    assert m["image_encoder"] == "fine-tuned" and m["budget"] == "full_s0"
+    with safe_open(project / "data" / "models" / "pvlr" / "ft-full_s0.safetensors", "pt") as f:
+        assert any(k.startswith("visual.") for k in f.keys())
     # the control trains on the same budget without the views, and is not ensembled
     m = json.loads((project / "metrics" / "dualcoop" / "noaug-partial50_s0.json").read_text())
     assert m["budget"] == "partial50_s0" and m["train_views"] == 0 and m["train_images"] > 0
@@ -261,10 +267,12 @@ def test_a_tracked_key_reruns_exactly_its_readers_and_an_untracked_one_nothing(p
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project).strip().splitlines()[-1])
     assert "mAP" in diff["metrics/zsclip_dpt.json"]
     # a key that lived only in code is a param like any other: `dvc exp run -S` accepts it; on tinyworld it
-    # re-runs the stages that read the dataset section, whose outputs do not change, so nothing else runs
+    # re-runs the stages that read the dataset section (PVLR's: its ft- runs read the images), whose outputs do not
+    # change, so nothing else runs
     commit(project, "changed")
     out = run(["dvc", "exp", "run", "-S", "dataset.voc_difficult=negative"], project)
-    assert ran_stages(out) == {"features@trainval", "features@test", "features_views", "mine_captions", "budgets"}
+    assert ran_stages(out) == {"features@trainval", "features@test", "features_views", "mine_captions", "budgets",
+                               "train_pvlr", "evaluate_pvlr"}
 
     twin_out, _ = twin_run.communicate()
     assert twin_run.returncode == 0, twin_out[-3000:]

@@ -1,6 +1,7 @@
 """PVLR: forward shapes on random RN101-size features, KCR loss, alpha re-weighting, unknown labels, EMA,
 save/load."""
 import math
+import unittest.mock as mock
 
 import pytest
 import torch
@@ -75,16 +76,48 @@ def test_ema_and_save_load(clip, tmp_path):
     assert torch.allclose(model.eval().scorer()(None, dense)[0], back.scorer()(None, dense)[0], atol=1e-6)
 
 
-def test_forward_images_fine_tunes_the_image_tower(clip):
-    model = PVLR(clip, ["circle", "square"], PvlrConfig(n_ctx=2, num_heads=2), seed=0)
-    visual = clip.model.visual
-    try:
-        visual.requires_grad_(True)
-        images = torch.randn(2, 3, clip.image_size, clip.image_size)
-        logits, _ = model.forward_images(images, clip.model)
-        assert logits.shape == (2, 2)
-        logits.sum().backward()
-        assert any(p.grad is not None and p.grad.abs().max() > 0 for p in visual.parameters())
-    finally:
-        visual.requires_grad_(False)
-        visual.zero_grad(set_to_none=True)
+def test_an_ft_model_trains_its_own_copy_of_the_image_tower_at_its_own_lr(clip, tmp_path):
+    from mlr_core.train import OptimConfig, fit
+
+    cfg = PvlrConfig(n_ctx=2, num_heads=2, finetune=True)
+    model = PVLR(clip, ["circle", "square"], cfg, seed=0)
+    frozen = {k: v.clone() for k, v in clip.model.visual.state_dict().items()}
+    model.train()
+    bn = [m for m in model.visual.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bn and not any(m.training for m in bn) and model.head.training  # pretraining's BN statistics kept
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(6, 3, clip.image_size, clip.image_size, generator=g)
+    labels = torch.tensor([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 1]])
+    cfg_opt = OptimConfig("adamw", 1e-3, 0.0, batch_size=3, steps=3, warmup_steps=0, eval_every=3)
+    start = {k: v.clone() for k, v in model.visual.state_dict().items()}
+    fit(model, {"images": images.half(), "labels": labels},
+        lambda b: model.loss(b, gamma_pos=0.0, gamma_neg=2.0, clip=0.05, kcr_weight=4.0), cfg_opt, seed=0,
+        desc="ft", lr_scales={"visual.": 0.1})
+    moved = [k for k, v in model.visual.state_dict().items() if not torch.equal(v, start[k])]
+    assert moved and all(torch.equal(v, frozen[k]) for k, v in clip.model.visual.state_dict().items())
+    assert not any(p.requires_grad for p in clip.model.visual.parameters())  # the shared CLIP stays frozen
+    # the saved artifact carries the fine-tuned tower; the loaded model scores pixels, not cached features
+    model.save(tmp_path / "ft.safetensors")
+    back = PVLR.load(tmp_path / "ft.safetensors", clip)
+    a, b = model.eval().scorer().score_images(images), back.scorer().score_images(images)
+    assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(b[1], torch.sigmoid(b[0]))
+    with pytest.raises(ValueError, match="scores images"):
+        back.scorer()(None, torch.randn(2, 16, 128))
+
+
+def test_lr_scales_give_a_parameter_group_its_own_lr_under_the_same_schedule():
+    from mlr_core.train import OptimConfig, fit
+
+    module = torch.nn.ModuleDict({"visual": torch.nn.Linear(2, 1), "head": torch.nn.Linear(2, 1)})
+    seen = []  # the lr of each group at each optimiser step
+    opt_cfg = OptimConfig("sgd", 0.5, 0.0, batch_size=2, steps=4, warmup_steps=2, eval_every=4)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(0))
+
+    def loss(b):
+        return (module["visual"](b["x"]) + module["head"](b["x"])).pow(2).mean()
+
+    with mock.patch("torch.optim.SGD.step", autospec=True, side_effect=lambda opt: seen.append(
+            sorted((round(g["lr"], 6), g["lr_scale"]) for g in opt.param_groups))):
+        fit(module, {"x": x}, loss, opt_cfg, seed=0, desc="groups", lr_scales={"visual.": 0.01})
+    # warm-up 0.25, 0.5 of lr 0.5 for both groups, the visual one x 0.01
+    assert seen[0] == [(0.0025, 0.01), (0.25, 1.0)] and seen[1] == [(0.005, 0.01), (0.5, 1.0)]

@@ -152,3 +152,16 @@ def test_tiny_training_run_saves_loads_and_scores(clip, caches, tmp_path, train_
             0.5 * adapted_local_logits(x_local, None, t_local, model.prototypes, cfg)
     assert scores.shape == probs.shape == (6, 4) and scorer.needs_dense
     torch.testing.assert_close(scores, expect, atol=1e-5, rtol=1e-5)
+
+
+def test_an_image_fraction_trains_on_a_seeded_part_of_the_synthetic_images(clip, caches, tmp_path):
+    captions, images = caches
+    optim = OptimConfig(optimizer="sgd", lr=0.05, weight_decay=5e-4, batch_size=8, steps=8, warmup_steps=0,
+                        eval_every=8)
+    kw = {"cfg": PalConfig(n_ctx=4), "train_on": "both", "gamma": 0.2, "margin": 1.0, "optim": optim, "seed": 3,
+          "heldout_fraction": 0.25, "local_weight": 0.5}
+    full = train_t2i_pal(clip, captions, images, tmp_path / "all.safetensors", **kw)
+    half = train_t2i_pal(clip, captions, images, tmp_path / "half.safetensors", image_fraction=0.5, **kw)
+    n_all = T2IPal.load(tmp_path / "all.safetensors", clip)[1]["n_images"]
+    assert T2IPal.load(tmp_path / "half.safetensors", clip)[1]["n_images"] == round(n_all / 2) and n_all > 1
+    assert half.steps_run == full.steps_run == 8  # the same budget; validated on the same held-out images

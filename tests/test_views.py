@@ -8,8 +8,6 @@ from PIL import Image
 from mlr_core.budgets import budget_features, load_budget, write_budgets
 from mlr_core.cache import FeatureCache, write_feature_cache
 from mlr_core.config import ParamsError, load_params
-from mlr_core.data.manifest import read_manifest
-from mlr_core.data.tinyworld import write_tinyworld
 from mlr_core.runs import parse_run
 from mlr_core.views import ViewAugment, base_image_id
 
@@ -17,11 +15,8 @@ VIEWS = ViewAugment(n=3, crop_scale=(0.4, 1.0), hflip=True, seed=0)
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tw")
-    write_tinyworld(root, seed=2, image_size=64, min_objects=1, max_objects=3, n_corpus=0,
-                    captions_per_scene=1, n_trainval=12, n_test=2)
-    return read_manifest(root / "benchmark" / "manifest.csv", root / "benchmark" / "classes.txt").subset("trainval")
+def world(make_benchmark):
+    return make_benchmark(seed=2, n_trainval=12, n_test=2, split="trainval", max_objects=3)
 
 
 def _picture() -> Image.Image:

@@ -5,22 +5,29 @@ Dependency-free, so that params validation can check run names without importing
 from __future__ import annotations
 
 #: T2I-PAL, the paper's Tables 5-6: Text-only / Syn.Img-only training, without the adapter, adapter on the
-#: global features.
+#: global features; and mAP against the number of synthetic images (a seeded half / quarter of them; more
+#: images is an experiment on synthesis.images_per_caption).
 T2I_PAL_CONTROLS: dict[str, dict] = {
     "text_only": {"train_on": "captions"},
     "images_only": {"train_on": "images"},
     "no_adapter": {"adapter": "none"},
     "global_adapter": {"adapter": "global"},
+    "images50": {"image_fraction": 0.5},
+    "images25": {"image_fraction": 0.25},
 }
 
-#: Data-free (Yang et al., Table 4): the prompt layouts, the hierarchical one without the order loss, and the
-#: hierarchy's source (the LLM's subgroups as they are; clusters of the class-name text embeddings).
+#: Data-free (Yang et al., Table 4): the prompt layouts, the hierarchical one without the order loss, the
+#: hierarchy's source (the LLM's subgroups as they are; clusters of the class-name text embeddings), and mAP
+#: against the amount of LLM text (a seeded half / quarter of the training sentences; more text is an
+#: experiment on llm.counts).
 DATAFREE_CONTROLS: dict[str, dict] = {
     "shared": {"layout": "shared"},
     "class_specific": {"layout": "class_specific"},
     "no_order": {"order_weight": 0.0},
     "llm_hierarchy": {"hierarchy": "llm"},
     "embedding_hierarchy": {"hierarchy": "embedding"},
+    "sentences50": {"sentence_fraction": 0.5},
+    "sentences25": {"sentence_fraction": 0.25},
 }
 
 

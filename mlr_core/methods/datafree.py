@@ -171,7 +171,8 @@ def select_kinds(sentences_path: str | Path, n_rows: int, kinds: list[str]) -> n
 def train_datafree(clip, sentence_features: str | Path, sentences: str | Path, subgroups: str | Path,
                    out_path: str | Path, *, cfg: HierarchyConfig, kinds: list[str], optim, margin: float, scale: float,
                    text_temperature: float, order_weight: float, order_temperature: float, hand_template: str,
-                   heldout_fraction: float, seed: int, hierarchy: str = "llm", hierarchy_groups: tuple[int, ...] = ()):
+                   heldout_fraction: float, seed: int, hierarchy: str = "llm", hierarchy_groups: tuple[int, ...] = (),
+                   sentence_fraction: float = 1.0):
     """Fit hierarchical prompts on the LLM sentences' cached features; save them; return the
     :class:`mlr_core.train.FitResult`.
 
@@ -194,6 +195,10 @@ def train_datafree(clip, sentence_features: str | Path, sentences: str | Path, s
     cfg = HierarchyConfig(**{**cfg.__dict__, "groups": index})
 
     train, held = split_heldout(tensors, heldout_fraction, seed)
+    # mAP against the amount of LLM text: a seeded part of the training sentences (their order is already a seeded
+    # permutation), the held-out ones unchanged, so every fraction is judged on the same validation signal
+    n_train = int(round(sentence_fraction * len(train["labels"])))
+    train = {k: v[:n_train] for k, v in train.items()}
     torch.manual_seed(seed)
     prompts = HierarchicalPrompts(clip, classes, cfg, seed=seed)
     anchor = hand_crafted_text(clip, classes, hand_template) if order_weight > 0 else None
@@ -207,6 +212,7 @@ def train_datafree(clip, sentence_features: str | Path, sentences: str | Path, s
                  select="heldout_text_mAP")
     prompts.save(out_path, extra={"method": "datafree", "model_weights": clip.weights_id, "seed": seed,
                                   "kinds": list(kinds), "n_sentences": len(tensors["labels"]),
+                                  "n_train_sentences": n_train,
                                   "hierarchy": {"requested": hierarchy, "sources": list(sources),
                                                 "groups": [list(map(list, g)) for g in named]},
                                   "training": result.record()})
@@ -230,9 +236,11 @@ def train_runs(clip, params, *, sentence_features: str | Path, llm_dir: str | Pa
                               margin=p.margin, scale=p.scale, text_temperature=p.text_temperature,
                               order_weight=p.order_weight, order_temperature=p.order_temperature,
                               hand_template=p.hand_template, heldout_fraction=p.heldout_fraction, seed=run.seed,
-                              hierarchy=p.hierarchy, hierarchy_groups=tuple(p.hierarchy_groups))
+                              hierarchy=p.hierarchy, hierarchy_groups=tuple(p.hierarchy_groups),
+                              sentence_fraction=p.sentence_fraction)
 
-    return train_seeded_runs("datafree", params.datafree, DATAFREE_CONTROLS, one, out_dir=out_dir, plots_dir=plots_dir)
+    return train_seeded_runs("datafree", params.datafree, DATAFREE_CONTROLS, one, workers=params.training.workers,
+                             device=clip.device, out_dir=out_dir, plots_dir=plots_dir)
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path):

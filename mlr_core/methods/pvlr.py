@@ -1,7 +1,8 @@
 """PVLR (Yan et al., 2024): prompt-driven visual-linguistic representation learning for multi-label recognition.
 
-With X (B, J, D) the dense image features (here: the cached, frozen per-location features of the CLIP image
-tower; the paper fine-tunes the image encoder) and a frozen text tower:
+With X (B, J, D) the dense image features (by default the cached, frozen per-location features of the CLIP
+image tower; an ``ft-`` run fine-tunes the image encoder on the images, the paper's setting) and a frozen text
+tower:
 
 * KAP (knowledge-aware prompting): hard prompts "This photo contains [CLS]." -> T_hard (C, D) (frozen,
   computed once); label self-attention  T_ka, M_ka = SelfAttn(T_hard).
@@ -19,7 +20,10 @@ tower; the paper fine-tunes the image encoder) and a frozen text tower:
 Choices the paper leaves open, made here: every attention is a ``torch.nn.MultiheadAttention`` block with a
 residual connection and LayerNorm (y = LN(q + Attn(q, kv))), its attention map averaged over heads; the
 logit is divided by sqrt(D) (the paper writes the plain dot product); the EMA uses the usual warm-up
-decay_t = min(decay, (1 + t) / (10 + t)), so short schedules (tinyworld) do not test the initial weights.
+decay_t = min(decay, (1 + t) / (10 + t)), so short schedules (tinyworld) do not test the initial weights. When
+the image encoder is fine-tuned (``ft-`` runs, its own lr ``finetune_lr``), its BatchNorm statistics stay those of
+pretraining (the layers run in eval mode; their affine weights train): a batch of 64 drawn from a few hundred
+images would skew them, and the paper does not say.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ class PvlrConfig:
     hard_prompt: str = "This photo contains {}."
     n_ctx: int = 4
     num_heads: int = 4
+    finetune: bool = False  # the image encoder is a trained submodule (``visual``) and the model scores pixels
 
 
 class AttnBlock(nn.Module):
@@ -119,20 +124,29 @@ class PVLR(nn.Module):
         gen = torch.Generator().manual_seed(seed)
         self.ctx = nn.Parameter(torch.randn(cfg.n_ctx, self.encoder.token_embeds.shape[-1], generator=gen) * 0.02)
         self.head = PVLRHead(t_hard, cfg.num_heads)
+        # fine-tuning: a copy of the image tower, trained with the rest (the frozen CLIP stays untouched)
+        self.visual = copy.deepcopy(clip.model.visual).float().requires_grad_(True) if cfg.finetune else None
+
+    def train(self, mode: bool = True) -> "PVLR":
+        super().train(mode)
+        if self.visual is not None:
+            self.visual.eval()  # BatchNorm statistics of pretraining (module docstring)
+        return self
 
     def forward(self, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.head(dense, self.encoder(self.ctx).float())
 
-    def forward_images(self, images: torch.Tensor, clip_model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-        """The paper's setting: dense features computed from ``images`` by ``clip_model``'s image tower in the
-        caller's grad mode, so unfreezing ``clip_model.visual`` (``requires_grad_(True)``, its parameters in the
-        optimiser) fine-tunes it end to end. The pipeline trains on cached frozen features instead."""
+    def image_dense(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, J, D) dense features of preprocessed ``images`` from the fine-tuned image tower, in the caller's
+        grad mode."""
         from mlr_core.models.features import encode_image_features
 
-        return self(encode_image_features(clip_model, images).dense)
+        if self.visual is None:
+            raise ValueError("this PVLR was trained on cached features (no fine-tuned image encoder): score those")
+        return encode_image_features(self.visual, images.float()).dense
 
     def loss(self, batch: dict, *, gamma_pos: float, gamma_neg: float, clip: float, kcr_weight: float) -> torch.Tensor:
-        logits, kcr = self(batch["dense"])
+        logits, kcr = self(batch["dense"] if "dense" in batch else self.image_dense(batch["images"]))
         # the paper's L = (1/C) sum_c ASL_c + lambda KCR: the class mean keeps lambda = 4 meaningful
         return (asymmetric_loss(torch.sigmoid(logits), batch["labels"], gamma_pos, gamma_neg, clip, class_mean=True)
                 + kcr_weight * kcr)
@@ -152,16 +166,29 @@ class PVLR(nn.Module):
 
 
 class PvlrScorer:
+    """Scores cached dense features, or (a fine-tuned model: ``needs_images``) preprocessed images."""
+
     needs_dense = True
 
     def __init__(self, model: PVLR):
         self.model = model.eval()
+        self.needs_images = model.visual is not None
         with torch.no_grad():
             self.t_soft = model.encoder(model.ctx).float()
 
     def __call__(self, image_global, dense, mask=None):
+        if self.needs_images:
+            raise ValueError("a PVLR with a fine-tuned image encoder scores images (score_images), not cached "
+                             "features of the frozen encoder")
         with torch.no_grad():
             logits, _ = self.model.head(dense, self.t_soft)
+        return logits, torch.sigmoid(logits)
+
+    def score_images(self, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, probabilities) of (N, 3, H, W) preprocessed images through the fine-tuned encoder."""
+        with torch.no_grad():
+            logits = torch.cat([self.model.head(self.model.image_dense(images[i:i + batch_size]), self.t_soft)[0]
+                                for i in range(0, len(images), batch_size)])
         return logits, torch.sigmoid(logits)
 
 
@@ -187,12 +214,13 @@ class Ema:
 
 
 def train_pvlr(clip, classes: list[str], train: dict, val: dict, *, run, p, training, seed: int, evaluate_val):
-    """Fit PVLR on the budget ``train`` tensors (``dense``, ``labels``); ``p``: the pvlr params. Returns
+    """Fit PVLR on the budget ``train`` tensors (``dense``, or for an ``ft-`` run ``images``; ``labels``); ``p``:
+    the pvlr params. Returns
     (model, FitResult); the returned model holds the EMA weights when ``p.ema_decay > 0`` (what is validated,
     selected on and scored)."""
     from mlr_core.train import OptimConfig, fit
 
-    model = PVLR(clip, classes, PvlrConfig(p.hard_prompt, p.n_ctx, p.num_heads), seed=seed)
+    model = PVLR(clip, classes, PvlrConfig(p.hard_prompt, p.n_ctx, p.num_heads, run.finetune), seed=seed)
     ema = Ema(model, p.ema_decay) if p.ema_decay > 0 else None
     asl = p.asl
     scored = ema.shadow if ema is not None else model
@@ -200,8 +228,47 @@ def train_pvlr(clip, classes: list[str], train: dict, val: dict, *, run, p, trai
                                                      clip=asl.clip, kcr_weight=p.kcr_weight),
                  OptimConfig.from_params(p, training), seed=seed, desc=f"train pvlr {run.name}",
                  validate=lambda: evaluate_val(scored.scorer()), select="val_mAP", keep=scored,
-                 on_step=None if ema is None else lambda: ema.update(model))
+                 on_step=None if ema is None else lambda: ema.update(model),
+                 lr_scales={"visual.": p.finetune_lr / p.lr} if run.finetune else None)
     return scored, result
+
+
+# ---- ft- runs: the pixels of the dataset's images, since a fine-tuned encoder cannot use the frozen cache ----
+def image_files(dataset_params, split: str) -> dict[str, Path]:
+    """image id -> file of ``split`` in the ``dataset`` params."""
+    from mlr_core.data.datasets import load_from_params
+
+    data = load_from_params(dataset_params, splits=(split,))
+    return dict(zip(data.image_ids, data.paths))
+
+
+def budget_images(budget, cache, paths: dict[str, Path], transform) -> dict:
+    """The budget's images as pixels: those of the budget the trainval ``cache`` holds (it skipped the unreadable
+    ones), in budget order, decoded from ``paths`` (:func:`image_files`) and preprocessed by ``transform``
+    (float16), with the budget's labels."""
+    import numpy as np
+
+    from mlr_core.budgets import BudgetError
+    from mlr_core.cache import load_images
+
+    if list(cache.classes) != list(budget.classes):
+        raise BudgetError(f"{cache.path}: cache classes differ from the budget's (re-run the budgets stage)")
+    cached = set(cache.read(()).image_ids)
+    keep = [j for j, i in enumerate(budget.image_ids) if i in cached]
+    missing = [budget.image_ids[j] for j in keep if budget.image_ids[j] not in paths]
+    if missing:
+        raise BudgetError(f"{len(missing)} budget images are not among the dataset params' files (e.g. "
+                          f"{missing[0]!r}): the dataset params changed since the features stage?")
+    return {"images": load_images([paths[budget.image_ids[j]] for j in keep], transform),
+            "labels": budget.labels[np.asarray(keep, dtype=np.int64)]}
+
+
+def images_by_id(dataset_params, split: str, transform):
+    """ids -> (N, 3, H, W) preprocessed images of ``split`` (what a fine-tuned PVLR scores)."""
+    from mlr_core.cache import load_images
+
+    paths = image_files(dataset_params, split)
+    return lambda ids: torch.from_numpy(load_images([paths[i] for i in ids], transform))
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path) -> PvlrScorer:

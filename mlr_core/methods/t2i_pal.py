@@ -170,14 +170,15 @@ def load_image_features(path: str | Path, fingerprint: str, classes: list[str]) 
 
 def train_t2i_pal(clip, caption_features: str | Path, image_features: str | Path | None, out_path: str | Path, *,
                   cfg: PalConfig, train_on: str, gamma: float, margin: float, optim, heldout_fraction: float,
-                  local_weight: float, seed: int):
+                  local_weight: float, seed: int, image_fraction: float = 1.0):
     """Fit T2I-PAL on cached caption and synthetic-image features; save it; return the
     :class:`mlr_core.train.FitResult`.
 
     A seeded ``heldout_fraction`` of the captions and of the synthetic images is held out; the validation
     signal is the held-out images' mAP under the test-time scoring (``local_weight``), or the held-out
     captions' when ``train_on="captions"``. ``train_on="both"``: each step takes ``optim.batch_size`` captions
-    and as many synthetic images; ``"images"`` / ``"captions"``: that source alone.
+    and as many synthetic images; ``"images"`` / ``"captions"``: that source alone. ``image_fraction``:
+    a seeded part of the training images (mAP against their number; the held-out ones unchanged).
     """
     from mlr_core.methods.tai_dpt import load_caption_features, split_heldout
     from mlr_core.metrics import multilabel_metrics
@@ -195,6 +196,8 @@ def train_t2i_pal(clip, caption_features: str | Path, image_features: str | Path
             raise ValueError("train_on needs synthetic image features")
         images, held_images = split_heldout(load_image_features(image_features, clip.fingerprint, classes),
                                             heldout_fraction, seed)
+        # the training images are already a seeded permutation: their first part is a seeded subset
+        images = {k: v[:int(round(image_fraction * len(images["labels"])))] for k, v in images.items()}
     torch.manual_seed(seed)
     model = T2IPal(clip, classes, cfg, seed=seed)
 
@@ -236,9 +239,11 @@ def train_runs(clip, params, *, caption_features: str | Path, image_features: st
                         beta=p.beta, tau=p.tau, scale=p.scale)
         return train_t2i_pal(clip, caption_features, image_features, out_path, cfg=cfg, train_on=p.train_on,
                              gamma=p.gamma, margin=p.margin, optim=OptimConfig.from_params(p, params.training),
-                             heldout_fraction=p.heldout_fraction, local_weight=p.local_weight, seed=run.seed)
+                             heldout_fraction=p.heldout_fraction, local_weight=p.local_weight, seed=run.seed,
+                             image_fraction=p.image_fraction)
 
-    return train_seeded_runs("t2i_pal", params.t2i_pal, T2I_PAL_CONTROLS, one, out_dir=out_dir, plots_dir=plots_dir)
+    return train_seeded_runs("t2i_pal", params.t2i_pal, T2I_PAL_CONTROLS, one, workers=params.training.workers,
+                             device=clip.device, out_dir=out_dir, plots_dir=plots_dir)
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path) -> PalScorer:

@@ -188,7 +188,8 @@ def train_runs(variant: str, clip, params, *, caption_features: str | Path, out_
                              optim=OptimConfig.from_params(p, params.training), margin=p.margin, scale=p.scale,
                              text_temperature=p.text_temperature, heldout_fraction=p.heldout_fraction, seed=run.seed)
 
-    return train_seeded_runs(variant, params.tai_dpt, {}, one, out_dir=out_dir, plots_dir=plots_dir)
+    return train_seeded_runs(variant, params.tai_dpt, {}, one, workers=params.training.workers,
+                             device=clip.device, out_dir=out_dir, plots_dir=plots_dir)
 
 
 def build_scorer(method: str, clip, classes: list[str], params, artifact: Path):
