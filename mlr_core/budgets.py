@@ -202,6 +202,12 @@ def load_budget(budget_dir: str | Path, name: str) -> Budget:
     return Budget(stem, table.column("image_id").to_pylist(), labels.astype(np.int8), classes, info)
 
 
+def check_budget_classes(budget: Budget, cache) -> None:
+    """A budget reads only a cache of its own class list (same names, same order)."""
+    if list(cache.classes) != list(budget.classes):
+        raise BudgetError(f"{cache.path}: cache classes differ from the budget's (re-run the budgets stage)")
+
+
 def budget_features(budget: Budget, cache, columns: Sequence[str] = ("global", "dense"),
                     views: bool = False) -> dict[str, np.ndarray]:
     """The budget's rows of a trainval :class:`mlr_core.cache.FeatureCache`, in budget order, with the budget's
@@ -211,8 +217,7 @@ def budget_features(budget: Budget, cache, columns: Sequence[str] = ("global", "
 
     The cache is streamed and only the budget's rows are kept, so a K-shot budget of COCO never holds the whole
     dense cache in memory. Images the cache skipped (unreadable) are dropped; a class list mismatch is an error."""
-    if list(cache.classes) != list(budget.classes):
-        raise BudgetError(f"{cache.path}: cache classes differ from the budget's (re-run the budgets stage)")
+    check_budget_classes(budget, cache)
     wanted = {i: j for j, i in enumerate(budget.image_ids)}
     order: list[int] = []
     parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}

@@ -248,11 +248,10 @@ def budget_images(budget, cache, paths: dict[str, Path], transform) -> dict:
     (float16), with the budget's labels."""
     import numpy as np
 
-    from mlr_core.budgets import BudgetError
+    from mlr_core.budgets import BudgetError, check_budget_classes
     from mlr_core.cache import load_images
 
-    if list(cache.classes) != list(budget.classes):
-        raise BudgetError(f"{cache.path}: cache classes differ from the budget's (re-run the budgets stage)")
+    check_budget_classes(budget, cache)
     cached = set(cache.read(()).image_ids)
     keep = [j for j, i in enumerate(budget.image_ids) if i in cached]
     missing = [budget.image_ids[j] for j in keep if budget.image_ids[j] not in paths]
