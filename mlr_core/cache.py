@@ -71,7 +71,7 @@ def to_rgb8(im: Image.Image) -> Image.Image:
     return im.convert("RGB")
 
 
-class _ImageFiles(torch.utils.data.Dataset):
+class ImageFiles(torch.utils.data.Dataset):
     """Decodes and preprocesses images (``views``: the view named by each id first); an unreadable one yields its
     error instead of a tensor."""
 
@@ -95,7 +95,7 @@ def load_images(paths: Sequence[Path], transform) -> np.ndarray:
     (half the memory). For the paths that train on pixels rather than cached features (PVLR ``ft-`` runs); an
     unreadable image raises :class:`ImageReadError` naming it (the caller passes only images the features stage
     could read)."""
-    files, out = _ImageFiles(paths, transform), []
+    files, out = ImageFiles(paths, transform), []
     for i in tqdm(range(len(files)), desc="load images", unit="image", leave=False, disable=len(files) < 256):
         _, x, err = files[i]
         if err is not None:
@@ -104,7 +104,7 @@ def load_images(paths: Sequence[Path], transform) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 3, 1, 1), np.float16)
 
 
-def _collate(items):
+def collate_images(items):
     ok = [(i, x) for i, x, err in items if err is None]
     errors = [(i, err) for i, x, err in items if err is not None]
     images = torch.stack([x for _, x in ok]) if ok else None
@@ -115,11 +115,11 @@ def _fixed_list(values: np.ndarray, width: int) -> pa.FixedSizeListArray:
     return pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), width)
 
 
-def _image_list_hash(ids: Sequence[str]) -> str:
+def item_list_hash(ids: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def _labels_and_files_digest(ids: Sequence[str], labels: np.ndarray, paths: Sequence[Path] | None = None):
+def items_digest(ids: Sequence[str], labels: np.ndarray, paths: Sequence[Path] | None = None):
     """``digest(lo, hi)``: what determines the bytes of items lo:hi besides the model (their ids, label rows and,
     for images, the files' contents): a resumed shard is reused only while it is unchanged."""
 
@@ -144,7 +144,7 @@ def _write_sharded(out_path: Path, ids: Sequence[str], state: dict, shard_size: 
     ``encode_shard(lo, hi, bar)`` returns the Parquet table of items ``lo:hi``; ``state`` identifies the
     inputs (model fingerprint, ...), to which the item list is added: shards left by another run are discarded.
     """
-    state = {**state, "items": _image_list_hash(ids), "n": len(ids), "shard_size": shard_size}
+    state = {**state, "items": item_list_hash(ids), "n": len(ids), "shard_size": shard_size}
     work = ShardedWork(out_path.with_name(out_path.name + ".partial"), state, n_items=len(ids),
                        shard_size=shard_size, processes=processes, what="feature cache", shard_inputs=shard_inputs)
     todo = work.todo()
@@ -186,9 +186,9 @@ def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, bat
         data = views.expand(data)
 
     def encode_shard(lo, hi, bar):
-        files = _ImageFiles(data.paths[lo:hi], clip.preprocess, views, data.image_ids[lo:hi])
+        files = ImageFiles(data.paths[lo:hi], clip.preprocess, views, data.image_ids[lo:hi])
         loader = torch.utils.data.DataLoader(files, batch_size=batch_size,
-                                             num_workers=num_workers, shuffle=False, collate_fn=_collate)
+                                             num_workers=num_workers, shuffle=False, collate_fn=collate_images)
         rows, globals_, denses, skipped = [], [], [], []
         grid = dim = None
         with torch.no_grad():
@@ -221,7 +221,7 @@ def write_feature_cache(data: LabelledImages, clip, out_path: str | Path, *, bat
     if views is not None:  # the views' pixels depend on these: a resume with others redoes every shard
         state["views"] = meta["views"] = views.record()
     return _write_sharded(Path(out_path), data.image_ids, state, shard_size, encode_shard, meta, processes, "img",
-                          _labels_and_files_digest(data.image_ids, data.targets, data.paths))
+                          items_digest(data.image_ids, data.targets, data.paths))
 
 
 def write_text_feature_cache(texts: Sequence[str], ids: Sequence[str], labels: np.ndarray, classes: list[str], clip,
@@ -254,10 +254,10 @@ def write_text_feature_cache(texts: Sequence[str], ids: Sequence[str], labels: n
             "length": pa.array(lengths, pa.int16()),
         }).replace_schema_metadata({b"grid": b"null", b"skipped": b"[]"})
 
-    state = {"fingerprint": clip.fingerprint, "classes": classes, "texts": _image_list_hash(texts)}
+    state = {"fingerprint": clip.fingerprint, "classes": classes, "texts": item_list_hash(texts)}
     meta = {**(extra_meta or {}), **_model_meta(clip), "classes": classes, "kind": "text"}
     return _write_sharded(Path(out_path), ids, state, shard_size, encode_shard, meta, processes, "text",
-                          _labels_and_files_digest(ids, labels))
+                          items_digest(ids, labels))
 
 
 def merge_shards(shards: Sequence[Path], out_path: Path, meta: dict) -> None:

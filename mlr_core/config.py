@@ -175,6 +175,9 @@ class EvaluateParams(_Section):
     zeroshot: ZeroShotParams
     threshold: float = Field(ge=0, le=1, description="on probabilities, for CP/CR/CF1 and OP/OR/OF1")
     top_k: list[int] = Field(description="k of the top-k metrics (P@k, R@k, F1@k); each within 1..C")
+    ece_bins: int = Field(ge=1, description="equal-width probability bins of the expected calibration error")
+    decision_top_k: int = Field(ge=1, description="the decision rule exported with a method without labelled "
+                                                  "images (zero-shot, text-only): its top k classes")
 
     @field_validator("top_k")
     @classmethod
@@ -611,6 +614,87 @@ class T2IPretrainParams(_Section):
         return self
 
 
+RefineBase = Literal["zsclip", "zsclip_dpt", "tai", "tai_dpt", "datafree", "t2i_pal"]
+
+
+class SparcParams(_Section):
+    """SPARC score fusion (mlr_core.methods.sparc)."""
+
+    fusion_weight: float = Field(ge=0, le=1, description="output = w * fused + (1 - w) * standardised base")
+    cooccurrence: Literal["captions", "llm", "both"] = Field(
+        description="whose noun-filter labels give the co-occurring classes: mined captions, LLM sentences, both")
+    pairs_per_class: int = Field(ge=0, description="each class's most co-occurring pairs prompted")
+    triples_per_class: int = Field(ge=0, description="each class's most co-occurring triples prompted")
+    pair_template: str
+    triple_template: str
+    bare_template: str = Field(description="the bare-class-name prompt S (SPARC: the name alone)")
+    ablations: list[Literal["per_image", "across_image", "standardise", "compounds"]]
+
+    @model_validator(mode="after")
+    def _templates(self):
+        for key, n in (("pair_template", 2), ("triple_template", 3), ("bare_template", 1)):
+            if getattr(self, key).count("{}") != n:
+                raise ValueError(f"{key} must contain exactly {n} '{{}}', got {getattr(self, key)!r}")
+        return self
+
+
+class ConceptsParams(_Section):
+    """Class concepts from contextual texts (mlr_core.methods.class_concepts)."""
+
+    texts: list[Literal["captions", "llm"]] = Field(min_length=1, description="the text bank")
+    global_temperature: float = Field(gt=0, description="1 / alpha of the global feature refinement")
+    local_temperature: float = Field(gt=0, description="1 / alpha of the region feature refinement")
+    pool_temperature: float = Field(gt=0, description="softmax over regions of the local concept cosines")
+    bank_groups: int = Field(ge=1, description="the bank's groups, attended in turn")
+    weight: float = Field(ge=0, le=1, description="w of the concept score in the logit ensemble with the base")
+    seed: int
+    ablations: list[Literal["concept_only", "bank10", "bank1", "groups4", "alone"]]
+
+
+class RefineParams(_Section):
+    """Training-free refiners of a base method's saved test scores (stages refine_sparc, refine_class_concepts)."""
+
+    bases: list[RefineBase] = Field(min_length=1, description="refined: the method's scores, or each seed run s<k>")
+    ablation_bases: list[RefineBase] = Field(description="the ablations run on these bases (each seed run)")
+    sparc: SparcParams
+    concepts: ConceptsParams
+
+    @model_validator(mode="after")
+    def _ablation_bases(self):
+        extra = [b for b in self.ablation_bases if b not in self.bases]
+        if extra:
+            raise ValueError(f"ablation_bases {extra} are not in bases {self.bases}")
+        return self
+
+
+class ContactSheetParams(_Section):
+    images: int = Field(ge=1, description="sample images on the sheet (the first N in image order)")
+    columns: int = Field(ge=1)
+    tags: int = Field(ge=1, description="top tags shown per image, with their scores")
+
+
+class PredictParams(_Section):
+    """Stage predict (mlr_core.predict): a classifier export applied to a folder, glob, manifest or list."""
+
+    classifier: str = _role("input", "a classifier export (data/classifiers/...)")
+    images: str = _role("input", "a folder, a glob, a manifest (.csv / .jsonl: its labels are the ground truth "
+                                 "of the metrics and the contact sheet) or a list of files (.txt)")
+    format: Literal["csv", "jsonl", "parquet"]
+    batch_size: int = Field(ge=1)
+    shard_size: int = Field(ge=1, description="images per resumable shard")
+    num_workers: int = _role("runtime", "image-decoding worker processes", ge=0)
+    device: str = _role("runtime", "where the image encoder runs")
+    threshold: Optional[float] = Field(ge=0, le=1, description="override: one probability threshold for all")
+    top_k: Optional[int] = Field(ge=1, description="override: the top k classes of each image")
+    contact_sheet: ContactSheetParams
+
+    @model_validator(mode="after")
+    def _one_override(self):
+        if self.threshold is not None and self.top_k is not None:
+            raise ValueError("set at most one of threshold and top_k (each replaces the classifier's own rule)")
+        return self
+
+
 class Params(_Section):
     tinyworld: TinyworldParams
     clip_pretrain: ClipPretrainParams
@@ -628,6 +712,8 @@ class Params(_Section):
     t2i_pretrain: T2IPretrainParams
     llm: LlmParams
     datafree: DatafreeParams
+    predict: PredictParams
+    refine: RefineParams
 
 
 def field_roles(model: type[BaseModel] = Params, prefix: str = "") -> dict[str, str]:

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from mlr_core.cache import FeatureCache
+from mlr_core.calibration import decision_metrics, expected_calibration_error
 from mlr_core.io import atomic_path, atomic_write_json
 from mlr_core.metrics import MultilabelMetrics, precision_recall_curve_points
 
@@ -91,13 +92,17 @@ def check_top_k(top_k: list[int], classes: list[str]) -> None:
 
 
 def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.ndarray, classes: list[str], *,
-                    threshold: float, top_k: list[int], metrics_path: str | Path, plots_dir: str | Path,
-                    plot_name: str, info: dict, class_thresholds: np.ndarray | None = None) -> dict:
+                    threshold: float, top_k: list[int], ece_bins: int, metrics_path: str | Path,
+                    plots_dir: str | Path, plot_name: str, info: dict, class_thresholds: np.ndarray | None = None,
+                    decision: dict | None = None, decision_scores: tuple | None = None) -> dict:
     """Compute every metric once and write metrics JSON + plots; return the metrics dict.
 
-    ``class_thresholds`` (one per class, chosen on a validation split: :func:`mlr_core.metrics.f1_thresholds`)
+    ``ECE`` is the expected calibration error of ``probabilities`` (:mod:`mlr_core.calibration`, ``ece_bins``
+    bins). ``class_thresholds`` (one per class, chosen on a validation split: :func:`mlr_core.metrics.f1_thresholds`)
     adds the threshold metrics at them as ``val_thresholds`` (CP, CR, CF1, OP, OR, OF1), beside those at the
-    common ``threshold``.
+    common ``threshold``. ``decision`` (the rule the method's classifier export carries) adds the metrics of the
+    labels it predicts as ``decision``, from ``decision_scores`` ((scores, probabilities) of the exported scorer,
+    when they differ from these: an ensemble's) or these.
 
     The plots go to ``{plots_dir}/ap_per_class/{plot_name}.json`` and ``{plots_dir}/pr_curve/{plot_name}.json``:
     one folder per kind of plot, which dvc.yaml declares once (with its template) at the top level."""
@@ -106,12 +111,17 @@ def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.n
     m.update(scores, targets, probabilities)
     result = m.compute()
     ap = result.pop("ap_per_class")
-    summary = {**info, **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}}
+    result["ECE"] = expected_calibration_error(probabilities, targets, ece_bins)
+    # undefined without a known label (a user's unlabelled photos as the test split): null, never NaN in JSON
+    summary = {**info, **{k: (None if v != v else round(v, 3)) if isinstance(v, float) else v
+                          for k, v in result.items()}}
     if class_thresholds is not None:
         at = MultilabelMetrics(len(classes), threshold=class_thresholds, top_k=())
         at.update(scores, targets, probabilities)
         at = at.compute()
         summary["val_thresholds"] = {k: round(at[k], 3) for k in ("CP", "CR", "CF1", "OP", "OR", "OF1")}
+    if decision is not None:
+        summary["decision"] = decision_metrics(*(decision_scores or (scores, probabilities)), targets, decision)
     atomic_write_json(metrics_path, summary)
     plots_dir = Path(plots_dir)
     atomic_write_json(plots_dir / "ap_per_class" / f"{plot_name}.json",
@@ -121,12 +131,15 @@ def evaluate_scores(scores: np.ndarray, probabilities: np.ndarray, targets: np.n
     return summary
 
 
-def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float, top_k: list[int],
+def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float, top_k: list[int], ece_bins: int,
                     scores_path: str | Path, metrics_path: str | Path, plots_dir: str | Path,
                     plot_name: str | None = None, info: dict | None = None,
-                    class_thresholds: np.ndarray | None = None, images=None) -> tuple[dict, np.ndarray, np.ndarray]:
+                    class_thresholds: np.ndarray | None = None, images=None, decision: dict | None = None,
+                    classifier_path: str | Path | None = None, run: str | None = None
+                    ) -> tuple[dict, np.ndarray, np.ndarray]:
     """Score ``cache`` with ``scorer`` once (``images``: see :func:`score_cache`), save the scores, write the
-    metrics and plots.
+    metrics and plots, and (``classifier_path``) export the scorer with its ``decision`` rule as a self-contained
+    classifier (:mod:`mlr_core.classifier`) for ``mlr_core.predict``.
 
     Returns (metrics, scores, targets). The metrics hold ``method`` (``name``), ``info`` and the cache's
     :func:`provenance`; the plots are named ``plot_name`` (default: ``name``)."""
@@ -135,6 +148,12 @@ def evaluate_method(cache: FeatureCache, scorer, *, name: str, threshold: float,
     origin = provenance(cache)
     write_scores(scores_path, ids, cache.classes, scores, origin)
     summary = evaluate_scores(scores, probs, targets, cache.classes, threshold=threshold, top_k=top_k,
-                              metrics_path=metrics_path, plots_dir=plots_dir, plot_name=plot_name or name,
-                              info={"method": name, **(info or {}), **origin}, class_thresholds=class_thresholds)
+                              ece_bins=ece_bins, metrics_path=metrics_path, plots_dir=plots_dir,
+                              plot_name=plot_name or name, info={"method": name, **(info or {}), **origin},
+                              class_thresholds=class_thresholds, decision=decision)
+    if classifier_path is not None:
+        from mlr_core.classifier import save_classifier
+
+        save_classifier(classifier_path, scorer, method=name, run=run, classes=cache.classes, decision=decision,
+                        backbone=origin["model"])
     return summary, scores, targets

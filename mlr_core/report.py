@@ -98,6 +98,8 @@ HEADLINE_GROUPS = {
     "datafree": (DEFAULT_GROUP,),
     "t2i_pal": (DEFAULT_GROUP,),
     "ensemble": ("*_partial10", "*_shot16"),
+    "class_concepts": ("zsclip",),   # the refiners: on zero-shot CLIP, the papers' headline setting
+    "sparc": ("zsclip",),
 }
 # Methods whose extra groups are controls / ablations, all drawn in controls.png.
 CONTROL_METHODS = ("t2i_pal", "datafree")
@@ -392,15 +394,33 @@ def _default_entry(entries: list[Entry], method: str) -> Entry | None:
 # ----------------------------------------------------------------------------------------------- figures
 
 def _new_figure(name: str):
+    return new_figure(FIGURE_SIZES[name])
+
+
+def new_figure(size: tuple[float, float]):
+    """A matplotlib ``Figure`` on the Agg canvas (no pyplot; draw it inside :func:`figure_style`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=FIGURE_SIZES[name], dpi=DPI, layout="constrained")
+    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
 
-def _save(fig, path: Path) -> None:
+def figure_style():
+    """matplotlib's defaults (not the user's matplotlibrc) plus :data:`FIGURE_RC`: the same pixels anywhere."""
+    import contextlib
+
+    import matplotlib
+    import matplotlib.style
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(matplotlib.style.context("default"))
+    stack.enter_context(matplotlib.rc_context(FIGURE_RC))
+    return stack
+
+
+def save_png(fig, path: Path) -> None:
     # "Software" is the only text chunk matplotlib writes to a PNG (its version); no date is written.
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
@@ -446,7 +466,7 @@ def _finish_bars(fig, ax, path: Path, *, value_axis: str, limit: float, title: s
     ax.set_title(title)
     ax.grid(axis=value_axis, alpha=0.3)
     ax.set_axisbelow(True)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def _draw_map_by_method(entries: list[Entry], path: Path) -> bool:
@@ -513,7 +533,7 @@ def _draw_budget_curves(entries: list[Entry], kind: str, references: tuple[str, 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -540,7 +560,7 @@ def _draw_pr_curves(entries: list[Entry], plots_dir: Path, path: Path) -> bool:
     ax.set_title("Micro-averaged precision-recall (headline group, first seed)")
     ax.grid(alpha=0.3)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
@@ -578,16 +598,13 @@ def _draw_ap_heatmap(entries: list[Entry], plots_dir: Path, path: Path) -> bool:
                             color="black" if grid[i, j] > 60 else "white")
     fig.colorbar(image, ax=ax, label="AP (%)", fraction=0.03, pad=0.01)
     ax.set_title("Per-class AP (headline group, mean over seeds)")
-    _save(fig, path)
+    save_png(fig, path)
     return True
 
 
 def draw_figures(entries: list[Entry], plots_dir: str | Path, figures_dir: str | Path) -> dict:
     """Draw every figure whose inputs exist into ``figures_dir``; -> ``{"written": [...], "skipped": {...}}``.
     A figure skipped now is removed from ``figures_dir`` if an earlier build left it (it would be stale)."""
-    import matplotlib
-    import matplotlib.style
-
     plots_dir, figures_dir = Path(plots_dir), Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
     drawers = {
@@ -608,8 +625,7 @@ def draw_figures(entries: list[Entry], plots_dir: str | Path, figures_dir: str |
                "pr_curves.png": "no pr_curve/<run>.json in the plots dir for a headline run",
                "ap_heatmap.png": "no ap_per_class/<run>.json in the plots dir for a headline run"}
     written, skipped = [], {}
-    # matplotlib's defaults (not the user's matplotlibrc) plus the fixed settings, for these figures only
-    with matplotlib.style.context("default"), matplotlib.rc_context(FIGURE_RC):
+    with figure_style():  # for these figures only
         for name in sorted(drawers):
             if drawers[name](figures_dir / name):
                 written.append(name)

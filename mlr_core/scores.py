@@ -83,3 +83,16 @@ class ClassScorer:
     def local_scores(self, dense: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """The local (region) logits; methods with an adapter on the local branch override this."""
         return local_logits(dense, self.text_local, self.scale, self.local_temperature, mask)
+
+    # ---- the classifier export (mlr_core.classifier): tensors + a JSON config, never a pickle ----
+    def export(self) -> tuple[dict[str, torch.Tensor], dict]:
+        tensors = {"text_global": self.text_global}
+        if self.text_local is not None:
+            tensors["text_local"] = self.text_local
+        return tensors, {"scale": self.scale, "local_temperature": self.local_temperature,
+                         "local_weight": self.local_weight, "probability_scale": self.probability_scale,
+                         "sigmoid": self.sigmoid}
+
+    @classmethod
+    def from_export(cls, tensors: dict[str, torch.Tensor], config: dict, clip=None) -> "ClassScorer":
+        return cls(tensors["text_global"], tensors.get("text_local"), **config)

@@ -43,9 +43,13 @@ def train_seeded_runs(method: str, section, controls: dict[str, dict],
 def evaluate_seeded_runs(method: str, runs: list[str], controls: dict[str, dict], clip, params, *, test_path,
                          threshold: float, top_k: list[int], prompts_dir: str | Path = "data/prompts",
                          scores_dir: str | Path = "data/scores", metrics_dir: str | Path = "metrics",
-                         plots_dir: str | Path = "plots") -> dict[str, dict]:
-    """Score the test cache with each trained run of ``method``; run name -> its metrics."""
+                         plots_dir: str | Path = "plots", classifiers_dir: str | Path = "data/classifiers"
+                         ) -> dict[str, dict]:
+    """Score the test cache with each trained run of ``method`` and export its classifier (decision rule: its
+    top ``evaluate.decision_top_k`` classes; a text-trained method has no labelled images to choose thresholds
+    on); run name -> its metrics."""
     from mlr_core.cache import FeatureCache
+    from mlr_core.calibration import top_k_decision
     from mlr_core.evaluate import evaluate_method
     from mlr_core.methods.registry import build_scorer
 
@@ -61,9 +65,10 @@ def evaluate_seeded_runs(method: str, runs: list[str], controls: dict[str, dict]
             info["hierarchy_sources"] = meta["hierarchy"]["sources"]
         out[run.name], _, _ = evaluate_method(
             test, build_scorer(method, clip, test.classes, params, path), name=method, threshold=threshold,
-            top_k=top_k, scores_path=Path(scores_dir) / method / f"{run.name}.parquet",
+            top_k=top_k, ece_bins=params.evaluate.ece_bins, scores_path=Path(scores_dir) / method / f"{run.name}.parquet",
             metrics_path=Path(metrics_dir) / method / f"{run.name}.json", plots_dir=plots_dir,
-            plot_name=f"{method}/{run.name}", info=info)
+            plot_name=f"{method}/{run.name}", info=info, decision=top_k_decision(params.evaluate.decision_top_k),
+            classifier_path=Path(classifiers_dir) / method / f"{run.name}.safetensors", run=run.name)
     return out
 
 

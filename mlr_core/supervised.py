@@ -20,7 +20,8 @@ from mlr_core.cache import FeatureCache
 from mlr_core.evaluate import evaluate_method
 from mlr_core.io import atomic_write_json, read_learned_meta
 from mlr_core.methods.registry import IMAGE_SUPERVISED, build_scorer, get_method, method_module
-from mlr_core.metrics import f1_thresholds, multilabel_metrics, zero_shot_metrics
+from mlr_core.calibration import validation_thresholds
+from mlr_core.metrics import multilabel_metrics, zero_shot_metrics
 from mlr_core.runs import parse_run
 
 METHODS = IMAGE_SUPERVISED
@@ -117,7 +118,7 @@ def train_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Pa
 def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str | Path, test_path: str | Path,
                  trainval_path: str | Path, models_dir: str | Path = "data/models",
                  scores_dir: str | Path = "data/scores", metrics_dir: str | Path = "metrics",
-                 plots_dir: str | Path = "plots") -> dict:
+                 plots_dir: str | Path = "plots", classifiers_dir: str | Path = "data/classifiers") -> dict:
     """Score the test cache once with a trained run and write its scores and metrics (evaluation params only:
     changing ``evaluate.threshold`` or ``top_k`` re-runs this, not the training).
 
@@ -125,7 +126,8 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     ``{method}/{run}`` under ``plots_dir`` (AP per class, PR curve); a zero-shot run (``zsl-...``) adds the ZSL and
     GZSL metrics over its budget's unseen and seen classes. Per-class thresholds maximising F1 on the validation
     part of trainval give the ``val_thresholds`` metrics (CF1 / OF1 comparable across methods whatever their
-    probability's calibration)."""
+    probability's calibration); they are also the decision rule of the run's classifier export
+    (``{classifiers_dir}/{method}/{run}.safetensors``)."""
     run = parse_run(run_name)
     test = FeatureCache(test_path, expect_fingerprint=clip.fingerprint)
     path = trained_model_path(models_dir, method, run.name)
@@ -144,12 +146,14 @@ def evaluate_run(method: str, run_name: str, clip, params, *, budgets_dir: str |
     val = _tensors(_part_reader(method, run, trainval, clip, params)(load_budget(budgets_dir, "val")))
     with torch.no_grad():
         _, val_probs = _score_part(scorer, val)
-    thresholds = f1_thresholds(val_probs.numpy(), val["labels"].numpy(), default=ev.threshold)
+    decision = validation_thresholds(val_probs.numpy(), val["labels"].numpy(), default=ev.threshold)
     summary, scores, targets = evaluate_method(
-        test, scorer, name=method, threshold=ev.threshold, top_k=ev.top_k,
+        test, scorer, name=method, threshold=ev.threshold, top_k=ev.top_k, ece_bins=ev.ece_bins, decision=decision,
+        classifier_path=Path(classifiers_dir) / method / f"{run.name}.safetensors", run=run.name,
         images=method_module(method).images_by_id(params.dataset, "test", clip.preprocess) if run.finetune else None,
         scores_path=Path(scores_dir) / method / f"{run.name}.parquet", metrics_path=metrics_path,
-        plots_dir=plots_dir, plot_name=f"{method}/{run.name}", info=info, class_thresholds=thresholds)
+        plots_dir=plots_dir, plot_name=f"{method}/{run.name}", info=info,
+        class_thresholds=np.asarray(decision["values"]))
     if run.kind == "zsl":
         budget = load_budget(budgets_dir, run.budget)
         seen, unseen = budget.info["seen"], budget.info["unseen"]

@@ -1,12 +1,14 @@
-"""Stages evaluate_zsclip, evaluate_zsclip_dpt (zero-shot: data/scores/<name>.parquet, metrics/<name>.json),
-evaluate_prompts@<tai, tai_dpt>, evaluate_datafree, evaluate_t2i_pal (every trained run:
-data/scores/<method>/<run>.parquet, metrics/<method>/<run>.json): score the cached test split once per method
-or run and write its scores, metrics and plots (plots/ap_per_class/..., plots/pr_curve/...)."""
+"""Stages evaluate_zsclip, evaluate_zsclip_dpt (zero-shot: data/scores/<name>.parquet, metrics/<name>.json,
+data/classifiers/<name>.safetensors), evaluate_prompts@<tai, tai_dpt>, evaluate_datafree, evaluate_t2i_pal (every
+trained run: data/scores/<method>/<run>.parquet, metrics/<method>/<run>.json,
+data/classifiers/<method>/<run>.safetensors): score the cached test split once per method or run and write its
+scores, metrics, plots (plots/ap_per_class/..., plots/pr_curve/...) and classifier export."""
 import sys
 
 from _common import stage_args
 
 from mlr_core.cache import CacheMismatchError, FeatureCache
+from mlr_core.calibration import top_k_decision
 from mlr_core.evaluate import evaluate_method
 from mlr_core.methods.controls import DATAFREE_CONTROLS, T2I_PAL_CONTROLS
 from mlr_core.methods.registry import build_scorer
@@ -27,9 +29,10 @@ try:
     if stage.base in ("evaluate_zsclip", "evaluate_zsclip_dpt"):
         name = stage.base.removeprefix("evaluate_")
         summary, _, _ = evaluate_method(cache, build_scorer(name, clip, cache.classes, params), name=name,
-                                        threshold=ev.threshold, top_k=ev.top_k,
+                                        threshold=ev.threshold, top_k=ev.top_k, ece_bins=ev.ece_bins,
                                         scores_path=f"data/scores/{name}.parquet", metrics_path=f"metrics/{name}.json",
-                                        plots_dir="plots")
+                                        plots_dir="plots", decision=top_k_decision(ev.decision_top_k),
+                                        classifier_path=f"data/classifiers/{name}.safetensors")
         results = {name: summary}
     else:
         method, runs, controls = {"evaluate_prompts": lambda: (stage.item, params.tai_dpt.runs, {}),
@@ -42,4 +45,4 @@ try:
 except (CacheMismatchError, FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
 for name, summary in results.items():
-    print(f"{name}: mAP {summary['mAP']:.2f}  (metrics/{name}.json)")
+    print(f"{name}: mAP {summary['mAP']}  (metrics/{name}.json)")  # null without a known label

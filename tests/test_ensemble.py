@@ -73,7 +73,7 @@ def test_evaluate_ensemble_on_a_feature_cache(tmp_path):
     noise = rng.normal(size=labels.labels.shape)
     write_scores(tmp_path / "good.parquet", labels.image_ids, cache.classes, good, provenance(cache))
     write_scores(tmp_path / "noise.parquet", labels.image_ids, cache.classes, noise, provenance(cache))
-    kw = dict(threshold=0.5, top_k=[3], plots_dir=tmp_path / "plots", plot_name="mix")
+    kw = dict(threshold=0.5, top_k=[3], ece_bins=15, plots_dir=tmp_path / "plots", plot_name="mix")
     s0 = evaluate_ensemble(tmp_path / "good.parquet", tmp_path / "noise.parquet", 0.0, test_cache,
                            metrics_path=tmp_path / "m0.json", **kw)
     s1 = evaluate_ensemble(tmp_path / "good.parquet", tmp_path / "noise.parquet", 1.0, test_cache,

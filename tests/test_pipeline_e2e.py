@@ -221,6 +221,24 @@ def test_dvc_repro_end_to_end(project, first_run):
         m = json.loads((project / "metrics" / "ensemble" / f"{name}.json").read_text())
         other, run_name = name.split("+")[1].split("_", 1) if "dualcoop" in name else ("coop_dpt", "shot1_s0")
         assert m["base"] == "tai_dpt/s0" and m["other"] == f"{other}/{run_name}" and 0 <= m["weight"] <= 1
+    # every evaluated run left its classifier export; the predict stage tagged the test images (a plain folder)
+    # with TaI-DPT seed 0's: the evaluation's scores, and its top-3 labels reach the CF1 the evaluation reports
+    from mlr_core.classifier import load_classifier
+    from mlr_core.metrics import multilabel_metrics
+    from mlr_core.predict import read_predictions
+
+    exports = sorted((project / "data" / "classifiers").rglob("*.safetensors"))
+    assert len(exports) >= 14 and all(load_classifier(f).classes == test_cache.classes for f in exports)
+    p_ids, classes, p_scores, _, p_labels = read_predictions(project / "data" / "predictions" / "predictions.csv")
+    ids, scores, _ = read_scores(project / "data" / "scores" / "tai_dpt" / "s0.parquet")
+    row = {i.split("/")[-1]: r for r, i in enumerate(ids)}
+    rows = [row[i] for i in p_ids]
+    np.testing.assert_allclose(p_scores, scores[rows], atol=1e-5)
+    predicted = np.array([[c in labels for c in classes] for labels in p_labels], dtype=np.float64)
+    m = json.loads((project / "metrics" / "tai_dpt" / "s0.json").read_text())
+    cf1 = multilabel_metrics(predicted, test.labels[rows], predicted, top_k=())["CF1"]
+    assert m["decision"]["rule"] == "top_k" and round(cf1, 3) == m["decision"]["CF1"]
+    assert json.loads((project / "metrics" / "predict.json").read_text())["n_scored"] == 24
     shown = run(["dvc", "metrics", "show", "--json"], project)
     assert "zsclip_dpt.json" in shown
     assert undeclared_outputs(project) == []
@@ -256,10 +274,12 @@ def test_a_tracked_key_reruns_exactly_its_readers_and_an_untracked_one_nothing(p
         # runtime knobs: tracked by no stage
         ({"features": {"num_workers": 2}, "model": {"device": "cpu"}, "llm": {"timeout_s": 5.0, "concurrency": 1}},
          set()),
-        ({"evaluate": {"zeroshot": {"local_weight": 0.3}}}, {"evaluate_zsclip_dpt", "report"}),
+        ({"evaluate": {"zeroshot": {"local_weight": 0.3}}}, {"evaluate_zsclip_dpt", "refine_sparc",
+                                                              "refine_class_concepts", "report"}),
         # a test-time TaI-DPT param re-evaluates the prompts without retraining them (and the ensembles built on
-        # TaI-DPT's saved scores, which changed)
-        ({"tai_dpt": {"local_weight": 0.3}}, {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt", "ensemble", "report"}),
+        # TaI-DPT's saved scores, which changed, the refiners of them, and predict with its classifier export)
+        ({"tai_dpt": {"local_weight": 0.3}}, {"evaluate_prompts@tai", "evaluate_prompts@tai_dpt", "ensemble",
+                                               "refine_sparc", "refine_class_concepts", "predict", "report"}),
     ]
     for changes, expected in cases:
         set_params(project, changes)
@@ -276,7 +296,8 @@ def test_a_tracked_key_reruns_exactly_its_readers_and_an_untracked_one_nothing(p
 
     twin_out, _ = twin_run.communicate()
     assert twin_run.returncode == 0, twin_out[-3000:]
-    assert ran_stages(twin_out) == {s for s in all_stages(twin) if s.startswith(("evaluate", "ensemble", "report"))}
+    assert ran_stages(twin_out) == {s for s in all_stages(twin)
+                                    if s.startswith(("evaluate", "ensemble", "refine", "report"))}
     zsl = json.loads((twin / "metrics" / "dualcoop" / "zsl-tinyworld_15_5_s0.json").read_text())
     assert "F1@1" in zsl["ZSL"] and zsl["known_labels"] > 0
 
@@ -388,3 +409,49 @@ def test_readme_coco_recipe_rn101_at_448_on_a_random_weight_checkpoint(tmp_path)
     m = json.loads((d / "metrics" / "zsclip_dpt.json").read_text())
     assert m["model"]["arch"] == "RN101" and m["model"]["image_size"] == 448 and m["dataset"]["name"] == "coco2014"
     assert m["n_images"] == len(cache) >= 1
+
+
+def readme_block(marker: str) -> str:
+    """The bash block of README.md that follows ``<!-- marker -->``."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"<!-- {marker} -->")
+    body = text[text.index("```bash\n", start) + len("```bash\n"):]
+    return body[:body.index("```")]
+
+
+@pytest.mark.slow
+def test_readme_walk_from_photos_and_class_names_to_tags(tmp_path):
+    """README's walk, as written there, on a fresh project: a folder of photos, class names and sentences that
+    mention them (no labelled image) -> TaI-DPT trained on the sentences -> its classifier -> tags for the folder."""
+    from mlr_core.data.tinyworld import write_tinyworld
+
+    d = make_project(tmp_path / "project", TINY)
+    (d / ".venv").symlink_to(Path(sys.executable).resolve().parents[1] if not (ROOT / ".venv").exists() else ROOT / ".venv")
+    (d / ".gitignore").write_text((d / ".gitignore").read_text() + "/.venv\n/mydata/\n")
+    commit(d, "fresh clone")
+    write_tinyworld(tmp_path / "tw", seed=5, image_size=64, min_objects=1, max_objects=3, n_corpus=40,
+                    captions_per_scene=2, n_trainval=1, n_test=6)
+    mine = tmp_path / "mine"
+    shutil.copytree(tmp_path / "tw" / "benchmark" / "images" / "test", mine / "photos")
+    (mine / "classes.txt").write_text("circle\nsquare\ntriangle\nstar\nheart\n")
+    captions = json.loads((tmp_path / "tw" / "captions" / "captions_tinyworld.json").read_text())["annotations"]
+    (mine / "captions.txt").write_text("".join(a["caption"] + "\n" for a in captions))
+    block = readme_block("walk")
+    first, rest = block.split("\n", 1)
+    assert first.startswith("PHOTOS=")  # the user's three inputs: the test gives its own instead
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", **STAGE_ENV,
+           "PHOTOS": str(mine / "photos"), "CLASSES": str(mine / "classes.txt"), "CAPTIONS": str(mine / "captions.txt")}
+    p = subprocess.run(["bash", "-euo", "pipefail", "-c", rest], cwd=d, env=env, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert ran_stages(p.stdout + p.stderr) == {"features@test", "mine_captions", "text_features",
+                                               "train_prompts@tai_dpt", "evaluate_prompts@tai_dpt", "predict"}
+    from mlr_core.predict import read_predictions
+
+    ids, classes, scores, _, labels = read_predictions(d / "data" / "predictions" / "predictions.csv")
+    assert sorted(ids) == sorted(f.name for f in (mine / "photos").iterdir())
+    assert classes == ["circle", "square", "triangle", "star", "heart"] and all(len(x) == 3 for x in labels)
+    summary = json.loads((d / "metrics" / "predict.json").read_text())
+    assert summary["method"] == "tai_dpt" and summary["n_scored"] == 6 and summary["decision"]["rule"] == "top_k"
+    # nothing was labelled: the evaluation of the unlabelled split has no mAP, and says so with null
+    assert json.loads((d / "metrics" / "tai_dpt" / "s0.json").read_text())["mAP"] is None
+    assert (d / "plots" / "predict" / "contact_sheet.png").is_file()

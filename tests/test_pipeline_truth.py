@@ -90,7 +90,8 @@ def stage_method(name: str) -> str | None:
         return item
     if base in ("train_coop", "evaluate_coop"):
         return item
-    m = re.fullmatch(r"(?:train|evaluate)_(zsclip_dpt|zsclip|datafree|t2i_pal|dualcoop|pvlr)", base)
+    m = re.fullmatch(r"(?:train|evaluate|refine)_(zsclip_dpt|zsclip|datafree|t2i_pal|dualcoop|pvlr|sparc|class_concepts)",
+                     base)
     return m.group(1) if m else None
 
 
@@ -181,7 +182,8 @@ MOVED = {"model.pretrained": "elsewhere/clip.safetensors", "dataset.root": "else
          "captions.corpus_dir": "elsewhere/corpus", "captions.synonyms": "elsewhere/synonyms.yaml",
          "llm.model": "elsewhere/llm", "llm.questions": "elsewhere/questions.yaml",
          "llm.synonyms": "elsewhere/llm_synonyms.yaml", "synthesis.model": "elsewhere/t2i",
-         "t2i_pretrain.clip_checkpoint": "elsewhere/t2i_clip.safetensors"}
+         "t2i_pretrain.clip_checkpoint": "elsewhere/t2i_clip.safetensors",
+         "predict.classifier": "elsewhere/classifier.safetensors", "predict.images": "elsewhere/photos"}
 
 
 def _project(tmp_path: Path, params: dict) -> Path:

@@ -25,6 +25,8 @@ from mlr_core.data.labels import IGNORE
 from mlr_core.io import atomic_write_text
 
 SPLITS = ("trainval", "test")
+#: What a folder of images is read as (a user's photos: ``mlr_core.predict``, :func:`write_unlabelled_manifest`).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: The file names of a generic-format folder that other stages write (the synthetic images).
 MANIFEST_FILE, CLASSES_FILE = "manifest.csv", "classes.txt"
 
@@ -68,7 +70,7 @@ def read_classes(path: str | Path) -> list[str]:
     return classes
 
 
-def _rows(path: Path):
+def manifest_rows(path: Path):
     """(line number, image, split, [label names]) for CSV or JSONL manifests."""
     if path.suffix == ".jsonl":
         with open(path) as f:
@@ -94,15 +96,17 @@ def _rows(path: Path):
                 yield n, row["image"], row["split"], labels
 
 
-def read_manifest(manifest: str | Path, classes: str | Path, check_files: bool = True) -> LabelledImages:
-    """Read and validate a manifest; unknown classes, bad splits and missing images name the line."""
+def read_manifest(manifest: str | Path, classes: str | Path | list[str], check_files: bool = True) -> LabelledImages:
+    """Read and validate a manifest; unknown classes, bad splits and missing images name the line. ``classes``: the
+    class list file, or the names themselves (a classifier's)."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise DatasetError(f"{manifest}: manifest not found")
-    names = read_classes(classes)
+    names = list(classes) if isinstance(classes, list) else read_classes(classes)
+    where = "the classifier's classes" if isinstance(classes, list) else Path(classes).name
     index = {c: i for i, c in enumerate(names)}
     paths, ids, splits, rows = [], [], [], []
-    for n, image, split, labels in _rows(manifest):
+    for n, image, split, labels in manifest_rows(manifest):
         if not image:
             raise DatasetError(f"{manifest}:{n}: field 'image' is empty")
         if split not in SPLITS:
@@ -114,7 +118,7 @@ def read_manifest(manifest: str | Path, classes: str | Path, check_files: bool =
             value = {"?": IGNORE, "-": 0}.get(label[0], 1)
             name = label[1:] if value != 1 else label
             if name not in index:
-                raise DatasetError(f"{manifest}:{n}: unknown class {name!r} (not in {Path(classes).name})")
+                raise DatasetError(f"{manifest}:{n}: unknown class {name!r} (not in {where})")
             target[index[name]] = value
         if not Path(image).is_absolute() and os.path.normpath(image).split(os.sep)[0] == os.pardir:
             # a relative path names a file under the manifest's folder; one outside it is written absolute
@@ -164,3 +168,69 @@ def write_manifest_folder(root: str | Path, images: list[str], splits: list[str]
     writer.writerows([image, split, manifest_labels(row, classes)] for image, split, row in zip(images, splits, targets))
     atomic_write_text(root / MANIFEST_FILE, buf.getvalue())
     atomic_write_text(root / CLASSES_FILE, "\n".join(classes) + "\n")
+
+
+def image_files_under(folder: str | Path) -> list[str]:
+    """The image files under ``folder`` (recursively, by :data:`IMAGE_EXTENSIONS`), as sorted POSIX paths
+    relative to it."""
+    folder = Path(folder)
+    return sorted(f.relative_to(folder).as_posix() for f in folder.rglob("*")
+                  if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def write_unlabelled_manifest(root: str | Path, images_dir: str | Path, split: str = "test") -> Path:
+    """``root/manifest.csv`` for the image files under ``images_dir`` (a folder inside ``root``), every label
+    unknown (``?*``): a user's own photos as a split of the generic format, for methods that need no labelled
+    image (zero-shot, text-trained) and for ``mlr_core.predict``. ``root/classes.txt`` is the user's.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "photos").mkdir()
+        >>> _ = (root / "photos" / "a.jpg").write_bytes(b"")
+        >>> print(write_unlabelled_manifest(root, root / "photos").read_text(), end="")
+        image,split,labels
+        photos/a.jpg,test,?*
+    """
+    if split not in SPLITS:
+        raise DatasetError(f"split {split!r}: expected one of {list(SPLITS)}")
+    root, images_dir = Path(root), Path(images_dir)
+    try:
+        relative = images_dir.resolve().relative_to(root.resolve())
+    except ValueError:
+        raise DatasetError(f"{images_dir}: the images must lie inside the dataset folder {root}") from None
+    ids = image_files_under(images_dir)
+    if not ids:
+        raise DatasetError(f"{images_dir}: folder holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image", "split", "labels"])
+    writer.writerows([(relative / i).as_posix(), split, "?*"] for i in ids)
+    atomic_write_text(root / MANIFEST_FILE, buf.getvalue())
+    return root / MANIFEST_FILE
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mlr_core.data.manifest unlabelled ROOT IMAGES_DIR [--split test]``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m mlr_core.data.manifest",
+                                 description="write a generic-format manifest for a folder of unlabelled images")
+    sub = ap.add_subparsers(dest="command", required=True)
+    un = sub.add_parser("unlabelled", help="ROOT/manifest.csv for the images under IMAGES_DIR, every label unknown")
+    un.add_argument("root", help="the dataset folder (holds classes.txt; the manifest is written here)")
+    un.add_argument("images", help="the folder of images, inside ROOT")
+    un.add_argument("--split", default="test", choices=SPLITS)
+    a = ap.parse_args(argv)
+    try:
+        path = write_unlabelled_manifest(a.root, a.images, a.split)
+    except (DatasetError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{path}: {len(path.read_text().splitlines()) - 1} images, split {a.split}, every label unknown")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -63,6 +63,13 @@ class DualCoOpScorer:
         z = dual_region_logits(dense, self.t_neg, self.t_pos, self.cfg.region_scale, self.cfg.logit_scale)
         return z[:, 1] - z[:, 0], dual_probabilities(z)
 
+    def export(self):
+        return {"t_neg": self.t_neg, "t_pos": self.t_pos}, asdict(self.cfg)
+
+    @classmethod
+    def from_export(cls, tensors, config, clip=None) -> "DualCoOpScorer":
+        return cls(tensors["t_neg"], tensors["t_pos"], DualCoOpConfig(**config))
+
 
 class DualCoOp(torch.nn.Module):
     """The learnable positive / negative contexts and the frozen text tower that makes class features."""

@@ -152,7 +152,9 @@ class PVLR(nn.Module):
                 + kcr_weight * kcr)
 
     def scorer(self) -> "PvlrScorer":
-        return PvlrScorer(self)
+        with torch.no_grad():
+            t_soft = self.encoder(self.ctx).float()
+        return PvlrScorer(self.eval().head, t_soft, self.visual)
 
     def save(self, path: str | Path, extra: dict | None = None) -> None:
         save_learned(path, self.state_dict(), classnames=self.classnames, config=asdict(self.cfg), extra=extra)
@@ -166,30 +168,49 @@ class PVLR(nn.Module):
 
 
 class PvlrScorer:
-    """Scores cached dense features, or (a fine-tuned model: ``needs_images``) preprocessed images."""
+    """Scores cached dense features with the trained head and soft-prompt class features, or (a fine-tuned model:
+    ``visual``, its own image tower; ``needs_images``) preprocessed images."""
 
     needs_dense = True
 
-    def __init__(self, model: PVLR):
-        self.model = model.eval()
-        self.needs_images = model.visual is not None
-        with torch.no_grad():
-            self.t_soft = model.encoder(model.ctx).float()
+    def __init__(self, head: PVLRHead, t_soft: torch.Tensor, visual: nn.Module | None = None):
+        self.head, self.t_soft, self.visual = head.eval(), t_soft.float(), visual
+        self.needs_images = visual is not None
 
     def __call__(self, image_global, dense, mask=None):
         if self.needs_images:
             raise ValueError("a PVLR with a fine-tuned image encoder scores images (score_images), not cached "
                              "features of the frozen encoder")
         with torch.no_grad():
-            logits, _ = self.model.head(dense, self.t_soft)
+            logits, _ = self.head(dense, self.t_soft)
         return logits, torch.sigmoid(logits)
 
     def score_images(self, images: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits, probabilities) of (N, 3, H, W) preprocessed images through the fine-tuned encoder."""
+        from mlr_core.models.features import encode_image_features
+
         with torch.no_grad():
-            logits = torch.cat([self.model.head(self.model.image_dense(images[i:i + batch_size]), self.t_soft)[0]
-                                for i in range(0, len(images), batch_size)])
+            logits = torch.cat([self.head(encode_image_features(self.visual, images[i:i + batch_size].float()).dense,
+                                          self.t_soft)[0] for i in range(0, len(images), batch_size)])
         return logits, torch.sigmoid(logits)
+
+    def export(self):
+        tensors = {"t_soft": self.t_soft, **{f"head.{k}": v for k, v in self.head.state_dict().items()}}
+        if self.visual is not None:
+            tensors.update({f"visual.{k}": v for k, v in self.visual.state_dict().items()})
+        return tensors, {"num_heads": self.head.label_attn_ka.attn.num_heads, "finetuned": self.visual is not None}
+
+    @classmethod
+    def from_export(cls, tensors, config, clip=None) -> "PvlrScorer":
+        """``clip``: the frozen CLIP whose image tower a fine-tuned export's weights go into."""
+        head = PVLRHead(tensors["head.t_hard"], config["num_heads"])
+        head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
+        visual = None
+        if config["finetuned"]:
+            visual = copy.deepcopy(clip.model.visual).float()
+            visual.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("visual.")})
+            visual.eval().requires_grad_(False)
+        return cls(head, tensors["t_soft"], visual)
 
 
 class Ema:

@@ -4,6 +4,10 @@ Every method module has ``build_scorer(method, clip, classes, params, artifact)`
 file, or None for the zero-shot methods); the image-supervised ones also name their training function
 (``trainer``). Modules are imported by name on first use, so a stage loads only its own method's code
 (and DVC tracks only that file for it: tests/test_pipeline_truth.py reads this table).
+
+The refiners (``refiner=True``: SPARC, class concepts) score nothing themselves: their module's
+``build_refiner(params)`` gives the settings with which :mod:`mlr_core.refine` turns a base method's saved
+scores into refined ones (:func:`refiner_module`).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ class Method:
     module: str                  # the file that implements it
     trained: bool                # needs an artifact from a training stage
     trainer: str | None = None   # image-supervised methods: the training function in ``module``
+    refiner: bool = False        # a training-free refiner of another method's saved scores (``build_refiner``)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -32,8 +37,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("pvlr", "mlr_core.methods.pvlr", trained=True, trainer="train_pvlr"),
     Method("coop", "mlr_core.methods.coop", trained=True, trainer="train_coop"),
     Method("coop_dpt", "mlr_core.methods.coop", trained=True, trainer="train_coop"),
+    Method("sparc", "mlr_core.methods.sparc", trained=False, refiner=True),
+    Method("class_concepts", "mlr_core.methods.class_concepts", trained=False, refiner=True),
 )}
 IMAGE_SUPERVISED = tuple(name for name, m in METHODS.items() if m.trainer)
+REFINERS = tuple(name for name, m in METHODS.items() if m.refiner)
 
 
 def get_method(name: str) -> Method:
@@ -46,10 +54,18 @@ def method_module(name: str) -> ModuleType:
     return importlib.import_module(get_method(name).module)
 
 
+def refiner_module(name: str) -> ModuleType:
+    if not get_method(name).refiner:
+        raise ValueError(f"{name} is not a refiner; the refiners: {', '.join(REFINERS)}")
+    return method_module(name)
+
+
 def build_scorer(method: str, clip, classes: list[str], params, artifact: str | Path | None = None):
     """The test-time scorer of ``method`` for ``classes`` (``params``: the validated params, or a stage's view
     of them); trained methods load ``artifact``."""
     m = get_method(method)
+    if m.refiner:
+        raise ValueError(f"{method} is a refiner of another method's scores, not a scorer (mlr_core.refine)")
     if m.trained and artifact is None:
         raise ValueError(f"method {method} is trained: give its trained file")
     artifact = None if artifact is None else Path(artifact)

@@ -152,6 +152,18 @@ class PalScorer(ClassScorer):
     def local_scores(self, dense, mask):
         return adapted_local_logits(dense, mask, self.text_local, self.prototypes, self.cfg)
 
+    def export(self):
+        tensors = {"text_global": self.text_global, "text_local": self.text_local}
+        if self.prototypes is not None:
+            tensors["prototypes"] = self.prototypes
+        return tensors, {"cfg": asdict(self.cfg), "local_weight": self.local_weight,
+                         "probability_scale": self.probability_scale}
+
+    @classmethod
+    def from_export(cls, tensors, config, clip=None) -> "PalScorer":
+        return cls(tensors["text_global"], tensors["text_local"], tensors.get("prototypes"), PalConfig(**config["cfg"]),
+                   local_weight=config["local_weight"], probability_scale=config["probability_scale"])
+
 
 def load_image_features(path: str | Path, fingerprint: str, classes: list[str]) -> dict[str, torch.Tensor]:
     """The synthetic images' cached features as training tensors (fp32): global, local regions, labels."""
