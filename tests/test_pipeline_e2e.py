@@ -227,8 +227,11 @@ def test_dvc_repro_end_to_end(project, first_run):
     from mlr_core.metrics import multilabel_metrics
     from mlr_core.predict import read_predictions
 
+    from mlr_core.models.clip import load_clip
+
+    clip = load_clip("tinyworld-RN", str(project / "models" / "tinyworld-RN.safetensors"), "cpu")
     exports = sorted((project / "data" / "classifiers").rglob("*.safetensors"))
-    assert len(exports) >= 14 and all(load_classifier(f).classes == test_cache.classes for f in exports)
+    assert len(exports) >= 14 and all(load_classifier(f, clip).classes == test_cache.classes for f in exports)
     p_ids, classes, p_scores, _, p_labels = read_predictions(project / "data" / "predictions" / "predictions.csv")
     ids, scores, _ = read_scores(project / "data" / "scores" / "tai_dpt" / "s0.parquet")
     row = {i.split("/")[-1]: r for r, i in enumerate(ids)}

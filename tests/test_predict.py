@@ -205,6 +205,8 @@ def test_every_scorer_kind_round_trips_through_its_export(world, tmp_path):
     path = save_classifier(tmp_path / "ft.safetensors", ft, method="pvlr", run="ft-full_s0", classes=classes,
                            decision=top_k_decision(2), backbone={"fingerprint": clip.fingerprint})
     loaded = load_classifier(path, clip)
+    with pytest.raises(ClassifierError, match="carries its own image tower"):
+        load_classifier(path)  # its tower is rebuilt on the backbone's architecture: it needs the backbone
     images = torch.randn(2, 3, 64, 64)
     assert loaded.needs_images
     torch.testing.assert_close(ft.score_images(images)[0], loaded.scorer.score_images(images)[0])

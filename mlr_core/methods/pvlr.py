@@ -207,6 +207,9 @@ class PvlrScorer:
         head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")})
         visual = None
         if config["finetuned"]:
+            if clip is None:
+                raise ValueError("a fine-tuned PVLR export carries its own image tower, built on the backbone's "
+                                 "architecture: load it with the backbone (load_classifier(path, clip))")
             visual = copy.deepcopy(clip.model.visual).float()
             visual.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("visual.")})
             visual.eval().requires_grad_(False)
