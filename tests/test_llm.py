@@ -47,6 +47,23 @@ def test_greedy_decoding_is_deterministic(tmp_path):
     assert b.generate(r)[0] == b.generate(r)[1]  # greedy: the seed does not matter
 
 
+@pytest.mark.parametrize("sharpness", [0.3, 1.0, 3.0, 8.0])
+def test_the_nucleus_from_the_largest_k_is_the_full_sorts(sharpness):
+    """The sampler finds each row's top-p nucleus among the k largest probabilities (k grows as needed):
+    the same kept set and values as sorting the whole vocabulary, whether the nucleus is a few tokens or
+    thousands."""
+    import torch
+
+    from mlr_core.text.llm import _SeededRowSampler
+
+    gen = torch.Generator().manual_seed(int(sharpness * 10))
+    probs = torch.softmax(torch.randn(6, 49152, generator=gen) * sharpness / 0.7, dim=-1)
+    sorted_p, order = probs.sort(dim=-1, descending=True)
+    outside = sorted_p.cumsum(-1) - sorted_p > 0.9
+    full_sort = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(outside, 0.0))
+    assert torch.equal(_SeededRowSampler([0], 0.7, 0.9)._nucleus(probs), full_sort)
+
+
 def test_missing_model_names_it():
     with pytest.raises(LLMUnavailableError, match="nope/not-a-model"):
         TransformersBackend("nope/not-a-model", sampling=SAMPLING)

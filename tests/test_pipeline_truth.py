@@ -195,6 +195,15 @@ def _project(tmp_path: Path, params: dict) -> Path:
     return tmp_path
 
 
+def test_dvc_lock_records_only_the_stages_dvc_yaml_defines(stages):
+    """DVC keeps the lock entry of a stage that was renamed or removed; such entries misstate the pipeline, and
+    every stage that runs re-parses and rewrites the whole lock (round-trip YAML, pure Python): with 72 stale
+    entries of 109 that was 2 s more per stage, about a minute of a default `dvc repro`."""
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text()) or {}
+    stale = sorted(set(lock.get("stages", {})) - {s.addressing for s in stages})
+    assert not stale, f"dvc.lock has entries for stages dvc.yaml does not define (delete them): {stale}"
+
+
 def test_a_param_named_input_becomes_a_dep_wherever_it_points(tmp_path, params):
     from mlr_core.config import field_roles
 

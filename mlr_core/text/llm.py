@@ -176,15 +176,29 @@ class _SeededRowSampler:
 
         probs = torch.softmax(scores.float().cpu() / self.temperature, dim=-1)
         if self.top_p < 1.0:
-            sorted_p, order = probs.sort(dim=-1, descending=True)
-            outside = sorted_p.cumsum(-1) - sorted_p > self.top_p  # keep the smallest prefix reaching top_p
-            sorted_p = sorted_p.masked_fill(outside, 0.0)
-            probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+            probs = self._nucleus(probs)
         out = torch.full_like(scores, float("-inf"))
         for row, gen in enumerate(self.generators):
             token = torch.multinomial(probs[row], 1, generator=gen)
             out[row, token.to(out.device)] = 0.0
         return out
+
+    def _nucleus(self, probs):
+        """``probs`` with everything outside each row's nucleus set to 0: the smallest prefix of the row sorted
+        in descending order whose mass reaches ``top_p``. Found among the k largest (k grows until every row's
+        nucleus ends inside them) instead of sorting the whole vocabulary: the same values in the same
+        positions, so the same mask, at a fraction of the cost (a full sort of a 49k vocabulary was a sixth
+        of the bundled model's generation time)."""
+        import torch
+
+        vocab, k = probs.shape[-1], min(probs.shape[-1], 64)
+        while True:
+            top, order = probs.topk(k, dim=-1)  # sorted, descending
+            outside = top.cumsum(-1) - top > self.top_p  # CPU cumsum is sequential: a prefix of the full one
+            if k == vocab or bool(outside[:, -1].all()):  # the mass before position k is over top_p in every row
+                break
+            k = min(vocab, 4 * k)
+        return torch.zeros_like(probs).scatter(-1, order, top.masked_fill(outside, 0.0))
 
 
 class TransformersBackend:
