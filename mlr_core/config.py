@@ -220,8 +220,8 @@ class TrainingParams(_Section):
     patience: Optional[int] = Field(ge=1, description="stop a run after this many evaluations without a new best "
                                                       "on its validation signal; null = run every step")
     workers: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = _role(
-        "runtime", "a stage's runs at once, in worker processes on one CPU thread each (auto: one per core; 1 on a "
-                   "GPU); not tracked: the outputs are the same for any count (mlr_core.parallel)")
+        "runtime", "a stage's runs at once, in worker processes on one CPU thread each (auto: one per core, all "
+                   "at once where they do not divide evenly; 1 on a GPU); not tracked: the outputs are the same for any count (mlr_core.parallel)")
 
     @model_validator(mode="after")
     def _within(self):
@@ -296,6 +296,9 @@ class SynthesisParams(_Section):
     scheduler: Optional[str] = Field(description="a diffusers scheduler class name; null = the pipeline's own")
     dtype: Literal["fp32", "fp16", "bf16"]
     device: str = _role("runtime", "auto | cpu | cuda ...")
+    workers: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = _role(
+        "runtime", "on a CPU, worker processes generating the batches on one thread each (auto: as "
+                   "training.workers); not tracked: the same images for any count")
     batch_size: int = Field(ge=1, description="images per pipeline call (results are bit-identical only at the "
                                               "same batch size, so it is tracked)")
     shard_size: int = Field(ge=1, description="prompts per resumable shard")
@@ -519,6 +522,9 @@ class LlmParams(_Section):
     max_retries: int = Field(ge=0, description="unusable replies are asked again this often, then counted")
     reply_cache: str = _role("runtime", "every reply, keyed by everything that determines it (a cache: what it "
                                         "holds never changes a result)")
+    converted_cache: Optional[str] = _role("runtime", "transformers + gguf_file: a folder for the checkpoint "
+                                                      "converted once (dequantized, safetensors), keyed by the GGUF's "
+                                                      "digest and the transformers version; null = none")
     seed: int
 
 

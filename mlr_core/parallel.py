@@ -36,19 +36,24 @@ def share_with_workers(collect: Callable[[], Any], merge: Callable[[Any], None])
 
 
 def resolve_workers(workers: int | str, n_runs: int, device: str) -> int:
-    """``auto``: one worker per CPU core this process may use, at most one per run; 1 on a GPU."""
+    """``auto``: one worker per CPU core this process may use when the runs divide evenly among them, else every
+    run at once (at most 4 per core), so the cores stay busy to the end instead of one run finishing alone: 3
+    runs on 2 cores take about 1.5 runs' time, not 2 (TaI, 3 seeds: 27.7 s against 30.3 s for the stage with
+    its start; the same bytes). 1 on a GPU."""
     if not str(device).startswith("cpu") or n_runs <= 1:
         return 1
     if workers == "auto":
-        return max(1, min(len(os.sched_getaffinity(0)), n_runs))
+        cores = len(os.sched_getaffinity(0))
+        return max(1, cores if n_runs % cores == 0 else min(n_runs, 4 * cores))
     return max(1, min(int(workers), n_runs))
 
 
-def map_runs(fn: Callable[[Any], Any], items: Sequence, *, workers: int | str, device: str, desc: str) -> list:
+def map_runs(fn: Callable[[Any], Any], items: Sequence, *, workers: int | str, device: str, desc: str,
+             progress: bool = True) -> list:
     """``[fn(item) for item in items]``, each on one CPU thread, in up to ``workers`` forked processes."""
     global _TASK
     n = resolve_workers(workers, len(items), device)
-    bar = dict(total=len(items), desc=desc, unit="run")
+    bar = dict(total=len(items), desc=desc, unit="run", disable=not progress)
     if n == 1:
         with _one_thread(device):
             return [fn(item) for item in tqdm(items, **bar)]

@@ -21,7 +21,7 @@ try:
     backend = make_backend(lp.backend, lp.model, sampling=SamplingConfig(**lp.sampling.model_dump()),
                            gguf_file=lp.gguf_file, batch_size=lp.batch_size, device=lp.device, dtype=lp.dtype,
                            base_url=lp.base_url, api_key_env=lp.api_key_env, concurrency=lp.concurrency,
-                           timeout_s=lp.timeout_s)
+                           timeout_s=lp.timeout_s, converted_cache=lp.converted_cache)
     rows, subgroups, summary, stats = generate_llm_text(backend, ReplyCache(lp.reply_cache), classes, table,
                                                         questions=questions,
                                                         counts=QuestionCounts(**lp.counts.model_dump()),

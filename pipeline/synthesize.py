@@ -23,7 +23,7 @@ try:
     prompts = read_prompts(args.prompts)
     device = str(processes.device) if sp.device == "auto" else sp.device
     pipe = load_pipeline(sp.model, device, sp.dtype, sp.scheduler)
-    summary = synthesize(pipe, prompts, args.out, cfg, model=sp.model, processes=processes)
+    summary = synthesize(pipe, prompts, args.out, cfg, model=sp.model, processes=processes, workers=sp.workers)
 except (T2IUnavailableError, FileNotFoundError, OSError, ValueError) as e:
     sys.exit(f"error: {e}")
 if processes.is_main_process:

@@ -110,6 +110,36 @@ def test_bundled_model_resolves_to_the_wheel_gguf():
     assert gguf.endswith(".gguf") and (Path(folder) / gguf).is_file()
 
 
+@pytest.mark.slow
+def test_a_converted_gguf_checkpoint_answers_as_the_gguf_file(tmp_path):
+    """The bundled GGUF file, converted once into llm.converted_cache (what make setup does), then loaded from
+    there: the same weights, config and chat template, and the same sampled replies; another transformers
+    version or other file bytes would name another folder."""
+    import torch
+
+    from mlr_core.text.llm import BUNDLED_GGUF, bundled_folder, converted_gguf_folder, weights_digest
+
+    pytest.importorskip("gguf")
+    folder = str(bundled_folder())
+    sampling = SamplingConfig(max_new_tokens=6, temperature=0.7, top_p=0.9, repetition_penalty=1.1)
+    requests = [ChatRequest.user("Name three shapes.", seed=1), ChatRequest.user("What is a bell?", seed=2)]
+    cache = tmp_path / "converted"
+    from_gguf = TransformersBackend(folder, gguf_file=BUNDLED_GGUF, sampling=sampling, device="cpu",
+                                    converted_cache=cache)  # converts and saves
+    target = converted_gguf_folder(cache, BUNDLED_GGUF, weights_digest(folder, BUNDLED_GGUF))
+    assert (target / "complete").is_file() and (target / "model.safetensors").is_file()
+    from_copy = TransformersBackend(folder, gguf_file=BUNDLED_GGUF, sampling=sampling, device="cpu",
+                                    converted_cache=cache)
+    assert (from_copy.model_id, from_copy.weights) == (from_gguf.model_id, from_gguf.weights)  # same cache keys
+    a, b = from_gguf.model.state_dict(), from_copy.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    drop = {"_name_or_path", "quantization_config"}  # where each came from
+    assert ({k: v for k, v in from_gguf.model.config.to_dict().items() if k not in drop}
+            == {k: v for k, v in from_copy.model.config.to_dict().items() if k not in drop})
+    assert from_gguf._prompt(requests[0]) == from_copy._prompt(requests[0])
+    assert from_gguf.generate(requests, progress=False) == from_copy.generate(requests, progress=False)
+
+
 # ------------------------------------------------------------------ OpenAI-compatible endpoint
 # No OpenAI-compatible server (vLLM, llama.cpp server, Ollama) installs here within CI's budget, so this is
 # a minimal server started by the test that follows the chat-completions API: POST /v1/chat/completions with

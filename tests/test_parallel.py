@@ -62,7 +62,10 @@ def test_what_a_worker_records_comes_back(monkeypatch):
     assert seen == {"read 1", "read 2", "read 3"}
 
 
-def test_worker_count():
+def test_worker_count(monkeypatch):
     assert resolve_workers("auto", 1, "cpu") == 1
+    # auto on 2 cores: a worker per core when the runs divide evenly, else all at once (no core idles at the end)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert [resolve_workers("auto", n, "cpu") for n in (2, 3, 4, 5, 7, 8, 9, 11)] == [2, 3, 2, 5, 7, 2, 8, 8]
     assert resolve_workers(4, 3, "cpu") == 3 and resolve_workers(2, 5, "cpu") == 2
     assert resolve_workers("auto", 8, "cuda:0") == 1  # a CUDA context does not survive a fork

