@@ -55,7 +55,7 @@ def map_runs(fn: Callable[[Any], Any], items: Sequence, *, workers: int | str, d
     n = resolve_workers(workers, len(items), device)
     bar = dict(total=len(items), desc=desc, unit="run", disable=not progress)
     if n == 1:
-        with _one_thread(device):
+        with one_thread(device):
             return [fn(item) for item in tqdm(items, **bar)]
     import multiprocessing
 
@@ -74,8 +74,9 @@ def map_runs(fn: Callable[[Any], Any], items: Sequence, *, workers: int | str, d
         _TASK = None
 
 
-class _one_thread:
-    """torch on one thread for the block (CPU runs), the previous count restored after."""
+class one_thread:
+    """torch on one thread for the block (CPU work), the previous count restored after: what makes a CPU
+    result the same on a machine with any number of cores."""
 
     def __init__(self, device: str):
         self.cpu = str(device).startswith("cpu")

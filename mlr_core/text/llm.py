@@ -237,7 +237,10 @@ def save_converted(model, tokenizer, folder: Path) -> None:
                 model.config.quantization_config = quantization
         tokenizer.save_pretrained(tmp)
         (tmp / "complete").write_text("")
-        shutil.rmtree(folder, ignore_errors=True)
+        if (folder / "complete").is_file():  # another process finished it meanwhile: keep that one
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        shutil.rmtree(folder, ignore_errors=True)  # what a killed conversion left
         os.replace(tmp, folder)
     except OSError as e:
         if tmp is not None:
