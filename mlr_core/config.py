@@ -221,7 +221,8 @@ class TrainingParams(_Section):
                                                       "on its validation signal; null = run every step")
     workers: Union[Literal["auto"], Annotated[int, Field(ge=1)]] = _role(
         "runtime", "a stage's runs at once, in worker processes on one CPU thread each (auto: one per core, all "
-                   "at once where they do not divide evenly; 1 on a GPU); not tracked: the outputs are the same for any count (mlr_core.parallel)")
+                   "at once where they do not divide evenly; 1 on a GPU); not tracked: the outputs are the same for any "
+                   "count (mlr_core.parallel)")
 
     @model_validator(mode="after")
     def _within(self):

